@@ -1,0 +1,59 @@
+"""Constants of the liteprof log format (see ``docs/FORMAT.md``).
+
+Shared by the writer and the reader; imports nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAGIC = b"LITEPROF"
+VERSION = 1
+HEADER_SIZE = 4096
+SLOT_SIZE = 32
+SUFFIX = ".lpf"
+STEM_PREFIX = "liteprof-"
+
+# magic, version, header size, slot size, metadata length
+HEADER_STRUCT = struct.Struct("<8sIIII")
+MAX_METADATA = HEADER_SIZE - HEADER_STRUCT.size
+
+BLOCK_MAGIC = b"LPBK"
+# magic, owner, size, sequence, reserved(16)
+BLOCK_STRUCT = struct.Struct("<4sIII16x")
+META_OWNER = 0xFFFFFFFF
+MIN_BLOCK = 64 * 1024
+MAX_BLOCK = 1024 * 1024
+
+# start, dur, child, name, flags
+EVENT_STRUCT = struct.Struct("<qqqII")
+KIND_EVENT = 1
+FLAG_ERROR = 1 << 8
+DEPTH_SHIFT = 16
+MAX_DEPTH = 0xFFFF
+
+# kind, id, payload length, reserved, extra, reserved
+META_STRUCT = struct.Struct("<IIIIQ8x")
+META_NAME = 1
+META_THREAD = 2
+
+NUMPY_DTYPE_SPEC = [
+    ("start", "<i8"),
+    ("dur", "<i8"),
+    ("child", "<i8"),
+    ("name", "<u4"),
+    ("flags", "<u4"),
+]
+
+assert BLOCK_STRUCT.size == SLOT_SIZE
+assert EVENT_STRUCT.size == SLOT_SIZE
+assert META_STRUCT.size == SLOT_SIZE
+
+
+def encode_text(text: str) -> bytes:
+    """Encode a scope or thread name; lone surrogates survive (any ``str`` round-trips)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def decode_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")

@@ -1,0 +1,1 @@
+"""Drop-in names for users of other profilers' APIs."""
