@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import tempfile
 import threading
 from typing import Any, Callable, Iterable, TypeVar, overload
@@ -231,9 +232,10 @@ def maybe_emit_report(*, keep_log: bool = False) -> None:
             logger.info("liteprof: no events were recorded in process %d", os.getpid())
             return
         from ._reader import read_logs
+        from ._report import build_report
         from .renderers import render
 
-        report = read_logs([path])
+        report = build_report(read_logs([path]))
         logger.info("%s", render(report, "plain"))
         if not keep_log:
             try:
@@ -331,6 +333,42 @@ def _enable_from_environment() -> None:
     directory = os.environ.get("LITEPROF_LOG")
     if directory:
         enable(directory)
+
+
+def _available_backends() -> list[str]:
+    """Backends importable here: ``"c"`` when the core is built, always ``"python"``."""
+    names = ["python"]
+    try:
+        from . import _core  # noqa: F401
+    except ImportError:
+        return names
+    return ["c", *names]
+
+
+def _select_backend(name: str) -> None:
+    """Tests only: switch the recorder backend (recording must be off)."""
+    global _backend, BACKEND, scope, Scope
+    import liteprof
+
+    disable()
+    if name == "c":
+        from . import _core as chosen
+    elif name == "python":
+        from . import _pyrecorder as chosen  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"unknown backend {name!r}")
+    _backend = chosen
+    BACKEND = chosen.BACKEND
+    scope = chosen.scope
+    Scope = chosen.Scope
+    for mod in (liteprof, sys.modules.get("liteprof.compat.vllm")):
+        if mod is not None:
+            mod.__dict__.update(
+                {k: v for k, v in (("BACKEND", BACKEND), ("scope", scope), ("Scope", Scope))
+                 if k in mod.__dict__}
+            )
+            if "LiteScope" in mod.__dict__:
+                mod.__dict__["LiteScope"] = mod.__dict__["LiteProfilerScope"] = scope
 
 
 def _set_clock(clock: Callable[[], int] | None) -> None:

@@ -9,18 +9,13 @@ scopes of tasks interleaving on one thread never nest into each other.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any, Callable
 
 from . import _format as F
 
-try:
-    from _asyncio import _get_running_loop as _running_loop
-    from _asyncio import current_task as _current_task
-except ImportError:  # pragma: no cover - CPython always has _asyncio
-    from asyncio import _get_running_loop as _running_loop
-    from asyncio import current_task as _current_task
 
 BACKEND = "python"
 
@@ -59,8 +54,33 @@ def _thread_state() -> _ThreadState:
         return st
 
 
+def _no_loop() -> None:
+    return None
+
+
+# Bound on first use once asyncio is imported; importing asyncio (or _asyncio, which
+# breaks asyncio.current_task when imported first) from liteprof would cost every user.
+_running_loop: Callable[[], Any] = _no_loop
+_current_task: Callable[[], Any] = _no_loop
+_asyncio_bound = False
+
+
+def _bind_asyncio() -> bool:
+    global _running_loop, _current_task, _asyncio_bound
+    mod = sys.modules.get("asyncio")
+    try:
+        _running_loop = mod.events._get_running_loop  # type: ignore[union-attr]
+        _current_task = mod.current_task  # type: ignore[union-attr]
+    except AttributeError:  # not imported, or still importing: no loop can be running
+        return False
+    _asyncio_bound = True
+    return True
+
+
 def _task() -> Any:
     # One C call outside asyncio; the task is only looked up when a loop runs.
+    if not _asyncio_bound and not _bind_asyncio():
+        return None
     if _running_loop() is None:
         return None
     return _current_task()

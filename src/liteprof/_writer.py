@@ -68,9 +68,23 @@ def _reserve(fd: int, offset: int, length: int) -> None:
 
 
 def make_directory(path: str) -> None:
-    """Create the log directory (and parents) without group/other write permission."""
-    if not os.path.isdir(path):
-        os.makedirs(path, mode=0o755, exist_ok=True)
+    """Create the log directory (and missing parents) without group/other write permission.
+
+    ``os.makedirs`` applies ``mode`` to the last component only, and the umask may grant
+    more; each component we create gets ``0755`` exactly.
+    """
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if parent and parent != path and not os.path.isdir(parent):
+        make_directory(parent)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    os.chmod(path, 0o755)
 
 
 class LogWriter:

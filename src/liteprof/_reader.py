@@ -1,0 +1,370 @@
+"""Read liteprof logs (``docs/FORMAT.md``) and vLLM lite-profiler text logs into arrays.
+
+Vectorised with numpy: the slots of a file are mapped as one structured array and the
+events selected with masks; Python loops only run per file, per block and per name.
+Every length read from a file is checked against the file's size before anything is
+allocated, and nothing read is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _format as F
+from ._errors import LogError
+
+SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
+_MAX_TEXT_LOG = 1 << 34  # 16 GiB: refuse anything larger rather than exhaust memory
+
+
+@dataclass
+class Events:
+    """Events of one or more logs as parallel arrays (one element per event)."""
+
+    sources: list[str]
+    names: list[str]  # scope names; ``name`` indexes this list
+    name: np.ndarray  # int32
+    dur: np.ndarray  # int64 ns
+    self_ns: np.ndarray  # int64 ns
+    error: np.ndarray  # bool
+    proc: np.ndarray  # int32 index into ``processes``; -1 where unknown
+    thread: np.ndarray  # int32 index into ``threads``; -1 where unknown
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    threads: list[dict[str, Any]] = field(default_factory=list)  # proc, tid, name
+    skipped: int = 0
+    first_ns: int | None = None  # wall clock of the first start
+    last_ns: int | None = None  # wall clock of the last end
+    has_text_logs: bool = False
+
+    @property
+    def records(self) -> int:
+        return int(self.dur.shape[0])
+
+    @property
+    def wall_ns(self) -> int | None:
+        if self.first_ns is None or self.last_ns is None or self.has_text_logs:
+            return None
+        return self.last_ns - self.first_ns
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.names: list[str] = []
+        self.name_index: dict[str, int] = {}
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.processes: list[dict[str, Any]] = []
+        self.threads: list[dict[str, Any]] = []
+        self.skipped = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.text = False
+
+    def intern(self, name: str) -> int:
+        idx = self.name_index.get(name)
+        if idx is None:
+            idx = self.name_index[name] = len(self.names)
+            self.names.append(name)
+        return idx
+
+    def span(self, first: int, last: int) -> None:
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+
+    def build(self) -> Events:
+        if self.parts:
+            cols = [np.concatenate(c) for c in zip(*self.parts)]
+        else:
+            cols = [
+                np.zeros(0, np.int32),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                np.zeros(0, bool),
+                np.zeros(0, np.int32),
+                np.zeros(0, np.int32),
+            ]
+        return Events(
+            sources=self.sources,
+            names=self.names,
+            name=cols[0],
+            dur=cols[1],
+            self_ns=cols[2],
+            error=cols[3],
+            proc=cols[4],
+            thread=cols[5],
+            processes=self.processes,
+            threads=self.threads,
+            skipped=self.skipped,
+            first_ns=self.first,
+            last_ns=self.last,
+            has_text_logs=self.text,
+        )
+
+
+def _expand(paths: list[str]) -> list[str]:
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            try:
+                entries = sorted(os.listdir(path))
+            except OSError as exc:
+                raise LogError(f"cannot read directory {path}: {exc.strerror}") from None
+            files.extend(
+                os.path.join(path, e)
+                for e in entries
+                if e.endswith(F.SUFFIX) and os.path.isfile(os.path.join(path, e))
+            )
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise LogError(f"no such file or directory: {path}")
+    return files
+
+
+def read_logs(paths: list[str]) -> Events:
+    """Read log directories, liteprof log files and vLLM text logs into one ``Events``."""
+    builder = _Builder()
+    builder.sources = [os.fspath(p) for p in paths]
+    for path in _expand(builder.sources):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(F.MAGIC))
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {exc.strerror}") from None
+        if head == F.MAGIC:
+            _read_binary(path, builder)
+        else:
+            _read_text(path, builder)
+    return builder.build()
+
+
+# -- liteprof binary logs -----------------------------------------------------------------
+
+
+def _read_binary(path: str, b: _Builder) -> None:
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            header = fh.read(F.HEADER_SIZE)
+    except OSError as exc:
+        raise LogError(f"cannot read {path}: {exc.strerror}") from None
+    if len(header) < F.HEADER_STRUCT.size:
+        raise LogError(f"{path}: truncated liteprof header")
+    magic, version, header_size, slot_size, meta_len = F.HEADER_STRUCT.unpack_from(header)
+    if version != F.VERSION:
+        raise LogError(f"{path}: unsupported liteprof log version {version}")
+    if header_size != F.HEADER_SIZE or slot_size != F.SLOT_SIZE:
+        raise LogError(f"{path}: damaged liteprof header (sizes {header_size}/{slot_size})")
+    meta: dict[str, Any] = {}
+    if meta_len <= F.MAX_METADATA:
+        raw = header[F.HEADER_STRUCT.size : F.HEADER_STRUCT.size + meta_len]
+        try:
+            loaded = json.loads(raw.decode("utf-8"))
+            if isinstance(loaded, dict):
+                meta = loaded
+        except (ValueError, UnicodeDecodeError):
+            meta = {}
+
+    proc = len(b.processes)
+    rank = meta.get("rank")
+    process = {
+        "pid": meta.get("pid") if isinstance(meta.get("pid"), int) else None,
+        "name": str(meta.get("process_name", "?")),
+        "host": str(meta.get("host", "?")),
+        "rank": rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
+        "records": 0,
+        "path": path,
+    }
+    b.processes.append(process)
+
+    nslots = (size - F.HEADER_SIZE) // F.SLOT_SIZE if size > F.HEADER_SIZE else 0
+    if nslots == 0:
+        return
+    slots = np.memmap(path, dtype=SLOT_DTYPE, mode="r", offset=F.HEADER_SIZE, shape=(nslots,))
+    raw_bytes = np.memmap(path, dtype=np.uint8, mode="r", offset=F.HEADER_SIZE,
+                          shape=(nslots * F.SLOT_SIZE,))
+    try:
+        _read_blocks(path, slots, raw_bytes, meta, proc, b)
+    finally:
+        del slots, raw_bytes
+
+
+def _read_blocks(
+    path: str,
+    slots: np.ndarray,
+    raw_bytes: np.ndarray,
+    meta: dict[str, Any],
+    proc: int,
+    b: _Builder,
+) -> None:
+    nslots = slots.shape[0]
+    thread_blocks: list[tuple[int, int, int]] = []  # first slot, end slot, owner
+    meta_blocks: list[tuple[int, int]] = []
+    pos = 0
+    slot_bytes = F.SLOT_SIZE
+    while pos < nslots:
+        head = bytes(raw_bytes[pos * slot_bytes : (pos + 1) * slot_bytes])
+        magic, owner, bsize, _seq = F.BLOCK_STRUCT.unpack(head)
+        if magic != F.BLOCK_MAGIC or bsize < 2 * slot_bytes or bsize % slot_bytes:
+            if any(head):
+                b.skipped += 1  # damaged block header: the rest of the file is unreachable
+            break
+        end = min(pos + bsize // slot_bytes, nslots)
+        if owner == F.META_OWNER:
+            meta_blocks.append((pos + 1, end))
+        else:
+            thread_blocks.append((pos + 1, end, owner))
+        pos += bsize // slot_bytes
+
+    # Metadata: names and threads.
+    name_ids: dict[int, int] = {}
+    thread_ids: dict[int, int] = {}
+    for first, end in meta_blocks:
+        i = first
+        while i < end:
+            head = bytes(raw_bytes[i * slot_bytes : (i + 1) * slot_bytes])
+            kind, ident, length, _r, extra = F.META_STRUCT.unpack(head)
+            if kind == 0:
+                break
+            nps = (length + slot_bytes - 1) // slot_bytes
+            if kind not in (F.META_NAME, F.META_THREAD) or i + 1 + nps > end:
+                b.skipped += 1
+                break
+            payload = bytes(raw_bytes[(i + 1) * slot_bytes : (i + 1) * slot_bytes + length])
+            try:
+                text = F.decode_text(payload)
+            except UnicodeDecodeError:
+                text = payload.decode("utf-8", "replace")
+            if kind == F.META_NAME:
+                name_ids[ident] = b.intern(text)
+            else:
+                thread_ids[ident] = len(b.threads)
+                b.threads.append({"proc": proc, "tid": int(extra), "name": text})
+            i += 1 + nps
+
+    if not thread_blocks:
+        return
+    in_thread = np.zeros(nslots, dtype=bool)
+    starts = np.empty(len(thread_blocks), dtype=np.int64)
+    owners = np.empty(len(thread_blocks), dtype=np.int64)
+    for k, (first, end, owner) in enumerate(thread_blocks):
+        in_thread[first:end] = True
+        starts[k] = first
+        owners[k] = thread_ids.get(owner, -1)
+    kind = (slots["flags"] & 0xFF).astype(np.uint8)
+    is_event = in_thread & (kind == F.KIND_EVENT)
+    b.skipped += int(np.count_nonzero(in_thread & (kind != 0) & (kind != F.KIND_EVENT)))
+    del in_thread, kind
+    idx = np.flatnonzero(is_event)
+    del is_event
+    if idx.size == 0:
+        return
+
+    name_raw = slots["name"][idx]
+    dur = slots["dur"][idx]
+    child = slots["child"][idx]
+    flags = slots["flags"][idx]
+    start = slots["start"][idx]
+    block_of = np.searchsorted(starts, idx, side="right") - 1
+    thread_local = owners[block_of]
+    del block_of, idx
+
+    lut_size = max(name_ids) + 1 if name_ids else 0
+    lut = np.full(lut_size + 1, -1, dtype=np.int64)
+    for fid, gid in name_ids.items():
+        lut[fid] = gid
+    name_clamped = np.minimum(name_raw, lut_size).astype(np.int64)
+    gname = lut[name_clamped]
+    valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (thread_local >= 0)
+    nvalid = int(np.count_nonzero(valid))
+    b.skipped += int(valid.size - nvalid)
+    if nvalid != valid.size:
+        gname, dur, child, flags, start, thread_local = (
+            a[valid] for a in (gname, dur, child, flags, start, thread_local)
+        )
+    if nvalid == 0:
+        return
+    self_ns = dur - np.minimum(child, dur)
+    error = (flags & F.FLAG_ERROR) != 0
+    thread_global = thread_local.astype(np.int32)  # already global: see thread_ids
+
+    mono = meta.get("mono_ns")
+    wall = meta.get("wall_ns")
+    if isinstance(mono, int) and isinstance(wall, int):
+        first = int(start.min())
+        last = int((start + dur).max())
+        b.span(wall + (first - mono), wall + (last - mono))
+    b.processes[proc]["records"] = nvalid
+    b.parts.append(
+        (
+            gname.astype(np.int32),
+            dur.astype(np.int64, copy=False),
+            self_ns.astype(np.int64, copy=False),
+            error,
+            np.full(nvalid, proc, dtype=np.int32),
+            thread_global,
+        )
+    )
+
+
+# -- vLLM lite-profiler text logs ---------------------------------------------------------
+
+
+def _read_text(path: str, b: _Builder) -> None:
+    try:
+        size = os.path.getsize(path)
+        if size > _MAX_TEXT_LOG:
+            raise LogError(f"{path}: too large for a text log ({size} bytes)")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise LogError(f"cannot read {path}: {exc.strerror}") from None
+    if b"\0" in data[:65536]:
+        raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
+    names: list[int] = []
+    durs: list[int] = []
+    skipped = 0
+    for line in data.splitlines():
+        name, sep, value = line.rpartition(b"|")
+        if not sep:
+            if line.strip():
+                skipped += 1
+            continue
+        value = value.strip()
+        if not value.isdigit() or len(value) > 18:
+            skipped += 1
+            continue
+        try:
+            text = name.decode("utf-8")
+        except UnicodeDecodeError:
+            skipped += 1
+            continue
+        names.append(b.intern(text))
+        durs.append(int(value))
+    if not names and skipped:
+        raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
+    b.text = True
+    b.skipped += skipped
+    n = len(names)
+    dur = np.array(durs, dtype=np.int64)
+    b.parts.append(
+        (
+            np.array(names, dtype=np.int32),
+            dur,
+            dur.copy(),
+            np.zeros(n, dtype=bool),
+            np.full(n, -1, dtype=np.int32),
+            np.full(n, -1, dtype=np.int32),
+        )
+    )
+
+
+def percentile_rank(n: int, p: float) -> int:
+    """Index of the nearest-rank ``p``-th percentile in a sorted array of ``n`` items."""
+    return max(0, min(n - 1, math.ceil(p / 100.0 * n) - 1))

@@ -1,0 +1,193 @@
+"""Turn ``Events`` into the report: per-scope statistics, groups, processes.
+
+The result is the JSON object of ``SPEC.md`` (``liteprof report --format json``); every
+renderer formats this one dictionary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._reader import Events, percentile_rank
+from ._version import __version__
+
+BY_CHOICES = ("process", "thread")
+
+
+def group_of(name: str) -> str | None:
+    """The text before the first ``:``; ``None`` for a name without one."""
+    head, sep, _ = name.partition(":")
+    return head if sep else None
+
+
+def _key_dtype(n: int) -> Any:
+    # numpy's stable sort is a radix sort for 16-bit keys: O(n) for the usual few scopes.
+    return np.uint16 if n <= 0xFFFF else np.int64
+
+
+def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, Any]]:
+    """Statistics of the events for each key value in ``[0, n_keys)`` that occurs."""
+    if key.size == 0:
+        return []
+    key = key.astype(_key_dtype(n_keys), copy=False)
+    counts = np.bincount(key, minlength=n_keys)
+    present = np.flatnonzero(counts)
+    order = np.argsort(key, kind="stable")
+    dur = ev.dur[order]
+    bounds = np.concatenate(([0], np.cumsum(counts[present])))
+    starts = bounds[:-1]
+    totals = np.add.reduceat(dur, starts)
+    selfs = np.add.reduceat(ev.self_ns[order], starts)
+    errors = np.add.reduceat(ev.error[order].astype(np.int64), starts)
+    del order
+    rows: list[dict[str, Any]] = []
+    for i, k in enumerate(present.tolist()):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        seg = dur[a:b]
+        seg.sort()
+        n = b - a
+        rows.append(
+            {
+                "key": k,
+                "count": n,
+                "errors": int(errors[i]),
+                "total_ns": int(totals[i]),
+                "self_ns": int(selfs[i]),
+                "mean_ns": float(totals[i]) / n,
+                "min_ns": int(seg[0]),
+                "p50_ns": int(seg[percentile_rank(n, 50)]),
+                "p90_ns": int(seg[percentile_rank(n, 90)]),
+                "p99_ns": int(seg[percentile_rank(n, 99)]),
+                "max_ns": int(seg[-1]),
+            }
+        )
+    return rows
+
+
+def _scope_row(name: str, stats: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "group": group_of(name)}
+    row.update((k, v) for k, v in stats.items() if k != "key")
+    return row
+
+
+def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (-r["total_ns"], r["name"], r.get("pid") or 0,
+                                       r.get("tid") or 0))
+
+
+def build_report(ev: Events, by: str | None = None) -> dict[str, Any]:
+    """The report object of SPEC.md; ``by`` splits scope rows per process or thread."""
+    if by not in (None, *BY_CHOICES):
+        raise ValueError(f"by must be one of {BY_CHOICES}, not {by!r}")
+    n_names = len(ev.names)
+    per_name = grouped_stats(ev.name, n_names, ev)
+    name_rows = [_scope_row(ev.names[s["key"]], s) for s in per_name]
+
+    if by is None:
+        scopes = _order(name_rows)
+    elif by == "process":
+        n_proc = len(ev.processes) + 1  # the last slot: events of unknown process
+        proc = np.where(ev.proc < 0, n_proc - 1, ev.proc).astype(np.int64)
+        key = ev.name.astype(np.int64) * n_proc + proc
+        scopes = []
+        for s in grouped_stats(key, n_names * n_proc, ev):
+            name_idx, p = divmod(s["key"], n_proc)
+            row = _scope_row(ev.names[name_idx], s)
+            row["pid"] = ev.processes[p]["pid"] if p < len(ev.processes) else None
+            scopes.append(row)
+        scopes = _order(scopes)
+    else:
+        n_thr = len(ev.threads) + 1
+        thr = np.where(ev.thread < 0, n_thr - 1, ev.thread).astype(np.int64)
+        key = ev.name.astype(np.int64) * n_thr + thr
+        scopes = []
+        for s in grouped_stats(key, n_names * n_thr, ev):
+            name_idx, t = divmod(s["key"], n_thr)
+            row = _scope_row(ev.names[name_idx], s)
+            if t < len(ev.threads):
+                info = ev.threads[t]
+                row["pid"] = ev.processes[info["proc"]]["pid"]
+                row["tid"] = info["tid"]
+                row["thread"] = info["name"]
+            else:
+                row["pid"] = row["tid"] = row["thread"] = None
+            scopes.append(row)
+        scopes = _order(scopes)
+
+    return {
+        "liteprof_version": __version__,
+        "sources": list(ev.sources),
+        "records": ev.records,
+        "skipped": ev.skipped,
+        "wall_ns": ev.wall_ns,
+        "scopes": scopes,
+        "groups": _groups(name_rows, ev),
+        "processes": [
+            {k: p[k] for k in ("pid", "name", "host", "rank", "records")}
+            for p in ev.processes
+        ],
+        "cross_process": _cross_process(ev),
+    }
+
+
+def _groups(name_rows: list[dict[str, Any]], ev: Events) -> list[dict[str, Any]]:
+    by_name = {r["name"]: r for r in name_rows}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name in ev.names:  # names are numbered in order of first appearance
+        row = by_name.get(name)
+        if row is None or row["group"] is None:
+            continue
+        groups.setdefault(row["group"], []).append(row)
+    out = []
+    for group, rows in groups.items():
+        total = sum(r["total_ns"] for r in rows)
+        out.append(
+            {
+                "group": group,
+                "total_ns": total,
+                "scopes": [
+                    {
+                        "name": r["name"],
+                        "total_ns": r["total_ns"],
+                        "share": (r["total_ns"] / total) if total else 0.0,
+                    }
+                    for r in _order(rows)
+                ],
+            }
+        )
+    return out
+
+
+def _cross_process(ev: Events) -> list[dict[str, Any]]:
+    """Per scope, how its total spreads over processes, so that a straggler stands out."""
+    n_proc = len(ev.processes)
+    if n_proc < 2 or ev.dur.size == 0:
+        return []
+    known = ev.proc >= 0
+    key = ev.name[known].astype(np.int64) * n_proc + ev.proc[known]
+    totals = np.bincount(key, weights=ev.dur[known].astype(np.float64),
+                         minlength=len(ev.names) * n_proc).reshape(len(ev.names), n_proc)
+    counts = np.bincount(key, minlength=len(ev.names) * n_proc).reshape(len(ev.names), n_proc)
+    out = []
+    for i, name in enumerate(ev.names):
+        present = np.flatnonzero(counts[i])
+        if present.size == 0:
+            continue
+        vals = totals[i, present]
+        slow = int(present[int(np.argmax(vals))])
+        proc = ev.processes[slow]
+        out.append(
+            {
+                "name": name,
+                "processes": int(present.size),
+                "min_total_ns": int(vals.min()),
+                "median_total_ns": int(np.median(vals)),
+                "max_total_ns": int(vals.max()),
+                "slowest": {"pid": proc["pid"], "name": proc["name"], "rank": proc["rank"]},
+                "spread": float(vals.max() / vals.min()) if vals.min() > 0 else None,
+            }
+        )
+    out.sort(key=lambda r: -r["max_total_ns"])
+    return out
