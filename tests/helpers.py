@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from typing import Any
 
@@ -22,14 +23,21 @@ def child_env(**extra: str | None) -> dict[str, str]:
 
 def run_python(code: str, *, timeout: float = 60, check: bool = True,
                **env: str | None) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter with extra environment variables."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=child_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run ``code`` as a script file in a fresh interpreter with extra environment variables.
+
+    A file rather than ``-c``: spawn and forkserver children re-import ``__main__``.
+    """
+    with tempfile.TemporaryDirectory(prefix="liteprof-test-") as tmp:
+        script = os.path.join(tmp, "child_main.py")
+        with open(script, "w") as fh:
+            fh.write(textwrap.dedent(code))
+        proc = subprocess.run(
+            [sys.executable, script],
+            env=child_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"child failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

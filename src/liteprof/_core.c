@@ -1,0 +1,1339 @@
+/* liteprof._core: the compiled recorder, a drop-in twin of _pyrecorder.py.
+ *
+ * Same names, same semantics, same log bytes (docs/FORMAT.md). Everything here runs
+ * with the GIL held; the GIL is what makes the per-thread state and the globals safe
+ * without locks. The only places where other Python code can run (and so re-enter
+ * this module, or stop recording under us) are the session callbacks, the test clock,
+ * the threading look-ups on a thread's first event and a few Py_DECREFs; every one of
+ * those is followed by a re-check of the global epoch before any state is touched.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define SLOT 32
+#define MIN_BLOCK (64 * 1024)
+#define MAX_BLOCK (1024 * 1024)
+#define KIND_EVENT 1u
+#define FLAG_ERROR (1u << 8)
+#define DEPTH_SHIFT 16
+#define MAX_DEPTH 0xFFFFu
+#define CAPSULE_NAME "liteprof._core.thread_state"
+#define FREELIST_MAX 64
+/* Bound on how often one event retries after a callback changed the thread's state;
+ * each retry follows real progress, so this is only a guard against pathological
+ * re-entrant callbacks. */
+#define MAX_WRITE_TRIES 16
+
+/* -- global recording state -------------------------------------------------------- */
+
+typedef struct {
+    uint64_t epoch; /* valid while equal to g_epoch */
+    uint32_t id;
+} NameCache;
+
+typedef struct {
+    PyObject *key; /* strong: identity must not be recycled while the frame exists */
+    PyObject *ctx; /* strong, same reason */
+    int64_t start;
+    int64_t child;
+    uint64_t epoch;
+    uint32_t depth;
+} Frame;
+
+typedef struct ThreadState {
+    struct ThreadState *prev, *next;
+    int linked;
+    Frame *stack;
+    Py_ssize_t n, cap;
+    uint64_t epoch; /* epoch this thread was attached in (0: not attached) */
+    PyObject *mm;   /* strong reference to the current block, or NULL */
+    Py_buffer buf;  /* writable export of mm; held exactly while mm != NULL */
+    Py_ssize_t pos, end, size;
+    long tidx;
+} ThreadState;
+
+static int g_on = 0;
+/* Bumped by start, stop and after_fork_child: frames and thread attachments carry the
+ * epoch they were made in, so anything older is recognised as not ours to write. */
+static uint64_t g_epoch = 1;
+static PyObject *g_session = NULL;
+static PyObject *g_names = NULL; /* dict name -> int id, for the current epoch */
+static PyObject *g_clock = NULL; /* test clock, or NULL for CLOCK_MONOTONIC */
+static PyObject *g_noop = NULL;
+static ThreadState *g_states = NULL; /* all live thread states, so stop() reaches them */
+static _Thread_local ThreadState *t_state = NULL;
+
+static PyObject *str_state_key, *str_thread, *str_block, *str_release, *str_name_id,
+    *str_get_native_id, *str_current_thread, *str_name, *str_update_wrapper,
+    *str_qualname;
+
+/* -- little helpers ---------------------------------------------------------------- */
+
+static inline void
+put64(char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+#if PY_BIG_ENDIAN
+    u = __builtin_bswap64(u);
+#endif
+    memcpy(p, &u, 8);
+}
+
+static inline void
+put32(char *p, uint32_t v)
+{
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+}
+
+static inline int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int
+clock_py(int64_t *out)
+{
+    PyObject *c = g_clock;
+    Py_INCREF(c);
+    PyObject *r = PyObject_CallNoArgs(c);
+    Py_DECREF(c);
+    if (r == NULL)
+        return -1;
+    long long v = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* The pure-Python twin swallows exactly these from its write path (a block closed under
+ * it); anything else (KeyboardInterrupt from a signal handler run inside a callback,
+ * MemoryError) propagates. Returns 0 (event dropped) or -1 (error set). */
+static int
+drop_or_raise(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError) ||
+        PyErr_ExceptionMatches(PyExc_OSError) || PyErr_ExceptionMatches(PyExc_BufferError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+static inline int
+stale(uint64_t epoch0)
+{
+    return g_epoch != epoch0 || !g_on;
+}
+
+/* -- thread states ----------------------------------------------------------------- */
+
+static void
+state_link(ThreadState *st)
+{
+    st->prev = NULL;
+    st->next = g_states;
+    if (g_states)
+        g_states->prev = st;
+    g_states = st;
+    st->linked = 1;
+}
+
+static void
+state_unlink(ThreadState *st)
+{
+    if (!st->linked)
+        return;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        g_states = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
+    st->linked = 0;
+}
+
+/* Drops the block's buffer export and hands back the (owned) mapping, so the caller
+ * decides when the Py_DECREF (which may run code) happens. */
+static PyObject *
+state_detach(ThreadState *st)
+{
+    PyObject *mm = st->mm;
+    if (mm != NULL) {
+        PyBuffer_Release(&st->buf);
+        st->mm = NULL;
+    }
+    st->pos = st->end = 0;
+    return mm;
+}
+
+/* Detach every thread's block except skip's; with unlink_others, also forget those
+ * states. Restarts from the head after each Py_DECREF because that may run code
+ * that changes the list. */
+static void
+detach_all(ThreadState *skip, int unlink_others)
+{
+    for (;;) {
+        ThreadState *st = g_states;
+        while (st != NULL) {
+            if (st != skip && (st->mm != NULL || unlink_others))
+                break;
+            st = st->next;
+        }
+        if (st == NULL)
+            return;
+        if (unlink_others)
+            state_unlink(st);
+        PyObject *mm = state_detach(st);
+        Py_XDECREF(mm);
+    }
+}
+
+static void
+state_free(ThreadState *st)
+{
+    if (t_state == st)
+        t_state = NULL;
+    state_unlink(st);
+    PyObject *mm = state_detach(st);
+    Frame *frames = st->stack;
+    Py_ssize_t n = st->n;
+    PyMem_RawFree(st);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(frames[i].key);
+        Py_DECREF(frames[i].ctx);
+    }
+    PyMem_RawFree(frames);
+    Py_XDECREF(mm);
+}
+
+/* Runs when the thread's PyThreadState is cleared (thread exit, interpreter shutdown,
+ * or, in a forked child, for the threads that did not survive the fork), GIL held. */
+static void
+state_capsule_destructor(PyObject *cap)
+{
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    ThreadState *st = (ThreadState *)PyCapsule_GetPointer(cap, CAPSULE_NAME);
+    if (st != NULL)
+        state_free(st);
+    else
+        PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+}
+
+static ThreadState *
+state_create(void)
+{
+    PyObject *dict = PyThreadState_GetDict();
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "liteprof: no thread state dict");
+        return NULL;
+    }
+    ThreadState *st = (ThreadState *)PyMem_RawCalloc(1, sizeof(ThreadState));
+    if (st == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New(st, CAPSULE_NAME, state_capsule_destructor);
+    if (cap == NULL) {
+        PyMem_RawFree(st);
+        return NULL;
+    }
+    state_link(st);
+    t_state = st;
+    if (PyDict_SetItem(dict, str_state_key, cap) < 0) {
+        Py_DECREF(cap); /* frees st and clears t_state */
+        return NULL;
+    }
+    Py_DECREF(cap);
+    return st;
+}
+
+static int
+state_grow(ThreadState *st)
+{
+    Py_ssize_t cap = st->cap ? st->cap * 2 : 16;
+    if ((size_t)cap > PY_SSIZE_T_MAX / sizeof(Frame)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Frame *s = (Frame *)PyMem_RawRealloc(st->stack, (size_t)cap * sizeof(Frame));
+    if (s == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    st->stack = s;
+    st->cap = cap;
+    return 0;
+}
+
+/* -- the log: attach, blocks, names, slots ------------------------------------------ */
+
+static int next_block(ThreadState *st);
+
+/* First event of this thread in this epoch: register the thread, get a block.
+ * Returns 1 (attached), 0 (recording stopped or failed: drop), -1 (error set). */
+static int
+attach(ThreadState *st)
+{
+    PyObject *session = g_session;
+    if (session == NULL || !g_on)
+        return 0;
+    Py_INCREF(session);
+    uint64_t epoch0 = g_epoch;
+    PyObject *native = NULL, *thread = NULL, *tname = NULL, *r = NULL;
+    int rc = 0;
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL)
+        goto error;
+    native = PyObject_CallMethodNoArgs(threading, str_get_native_id);
+    if (native == NULL)
+        goto error;
+    thread = PyObject_CallMethodNoArgs(threading, str_current_thread);
+    if (thread == NULL)
+        goto error;
+    tname = PyObject_GetAttr(thread, str_name);
+    if (tname == NULL)
+        goto error;
+    {
+        PyObject *args[3] = {session, native, tname};
+        r = PyObject_VectorcallMethod(str_thread, args,
+                                      3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (r == NULL)
+        goto error;
+    if (stale(epoch0) || g_session != session || r == Py_None)
+        goto done;
+    long tidx = PyLong_AsLong(r);
+    if (tidx == -1 && PyErr_Occurred())
+        goto error;
+    if (tidx < 0)
+        goto done;
+    PyObject *old = state_detach(st);
+    st->tidx = tidx;
+    st->size = MIN_BLOCK;
+    st->epoch = g_epoch;
+    Py_XDECREF(old);
+    rc = next_block(st);
+    goto done;
+error:
+    rc = drop_or_raise();
+done:
+    Py_XDECREF(threading);
+    Py_XDECREF(native);
+    Py_XDECREF(thread);
+    Py_XDECREF(tname);
+    Py_XDECREF(r);
+    Py_DECREF(session);
+    return rc;
+}
+
+/* Mirrors _pyrecorder._next_block: sizes double from MIN_BLOCK up to MAX_BLOCK; the
+ * full block's buffer is released before session.release() so that the writer can close
+ * the mapping. Returns 1, 0 (drop) or -1 (error set). */
+static int
+next_block(ThreadState *st)
+{
+    PyObject *session = g_session;
+    if (session == NULL)
+        return 0;
+    Py_INCREF(session);
+    uint64_t epoch0 = g_epoch;
+    Py_ssize_t size = st->size;
+    if (st->mm != NULL) {
+        size *= 2;
+        if (size > MAX_BLOCK)
+            size = MAX_BLOCK;
+    }
+    st->size = size;
+    PyObject *mm;
+    {
+        PyObject *owner = PyLong_FromLong(st->tidx);
+        PyObject *psize = owner ? PyLong_FromSsize_t(size) : NULL;
+        if (psize == NULL) {
+            Py_XDECREF(owner);
+            Py_DECREF(session);
+            return -1;
+        }
+        PyObject *args[3] = {session, owner, psize};
+        mm = PyObject_VectorcallMethod(str_block, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                       NULL);
+        Py_DECREF(owner);
+        Py_DECREF(psize);
+    }
+    if (mm == NULL) {
+        Py_DECREF(session);
+        return drop_or_raise();
+    }
+    if (stale(epoch0)) {
+        /* stop() ran inside the callback and already detached this thread. */
+        Py_DECREF(mm);
+        Py_DECREF(session);
+        return 0;
+    }
+    PyObject *old = state_detach(st);
+    int ok = 0;
+    if (mm != Py_None) {
+        if (PyObject_GetBuffer(mm, &st->buf, PyBUF_WRITABLE) == 0) {
+            Py_ssize_t end = st->buf.len < size ? st->buf.len : size;
+            end -= end % SLOT;
+            if (end >= 2 * SLOT) {
+                st->mm = mm;
+                mm = NULL;
+                st->pos = SLOT;
+                st->end = end;
+                ok = 1;
+            }
+            else {
+                PyBuffer_Release(&st->buf);
+            }
+        }
+        else {
+            PyErr_Clear();
+        }
+    }
+    Py_XDECREF(mm);
+    if (!ok)
+        st->epoch = 0;
+    int rc = 0;
+    if (old != NULL) {
+        PyObject *r = PyObject_CallMethodOneArg(session, str_release, old);
+        Py_DECREF(old);
+        if (r == NULL)
+            rc = drop_or_raise();
+        else
+            Py_DECREF(r);
+    }
+    Py_DECREF(session);
+    if (rc < 0)
+        return -1;
+    if (!ok || stale(epoch0))
+        return 0;
+    return 1;
+}
+
+/* Returns 1 with *out set, 0 (drop) or -1 (error set). */
+static int
+name_lookup(PyObject *name, uint32_t *out)
+{
+    PyObject *v = PyDict_GetItemWithError(g_names, name);
+    if (v != NULL) {
+        *out = (uint32_t)PyLong_AsUnsignedLong(v);
+        return 1;
+    }
+    if (PyErr_Occurred())
+        return drop_or_raise();
+    PyObject *session = g_session;
+    if (session == NULL)
+        return 0;
+    Py_INCREF(session);
+    uint64_t epoch0 = g_epoch;
+    PyObject *r = PyObject_CallMethodOneArg(session, str_name_id, name);
+    Py_DECREF(session);
+    if (r == NULL)
+        return drop_or_raise();
+    int rc = 0;
+    if (stale(epoch0) || r == Py_None)
+        goto done;
+    long id = PyLong_AsLong(r);
+    if (id == -1 && PyErr_Occurred()) {
+        rc = drop_or_raise();
+        goto done;
+    }
+    if (id < 0 || (unsigned long)id > 0xFFFFFFFFul)
+        goto done;
+    if (PyDict_SetItem(g_names, name, r) < 0) {
+        rc = drop_or_raise();
+        goto done;
+    }
+    *out = (uint32_t)id;
+    rc = 1;
+done:
+    Py_DECREF(r);
+    return rc;
+}
+
+/* Store one event slot; callbacks on the slow paths may change anything, so after each
+ * the loop re-validates from the top. Returns 0 (written or dropped) or -1 (error). */
+static int
+write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject *name,
+            uint32_t depth, int error, NameCache *cache)
+{
+    for (int tries = 0; tries < MAX_WRITE_TRIES; tries++) {
+        if (!g_on)
+            return 0;
+        if (st->epoch != g_epoch) {
+            int r = attach(st);
+            if (r <= 0)
+                return r;
+            continue;
+        }
+        uint32_t ident = 0;
+        if (cache != NULL && cache->epoch == g_epoch) {
+            ident = cache->id;
+        }
+        else {
+            int r = name_lookup(name, &ident);
+            if (r <= 0)
+                return r;
+            /* a str subclass's __eq__ or the callback may have run anything */
+            if (st->epoch != g_epoch || !g_on)
+                continue;
+            if (cache != NULL) {
+                cache->epoch = g_epoch;
+                cache->id = ident;
+            }
+        }
+        if (st->pos + SLOT > st->end) {
+            int r = next_block(st);
+            if (r <= 0)
+                return r;
+            continue;
+        }
+        char *p = (char *)st->buf.buf + st->pos;
+        uint32_t flags = (error ? (KIND_EVENT | FLAG_ERROR) : KIND_EVENT) |
+                         ((depth < MAX_DEPTH ? depth : MAX_DEPTH) << DEPTH_SHIFT);
+        put64(p, start);
+        put64(p + 8, dur);
+        put64(p + 16, child);
+        put32(p + 24, ident);
+        put32(p + 28, flags);
+        st->pos += SLOT;
+        return 0;
+    }
+    return 0;
+}
+
+/* -- the hot path: push and pop ------------------------------------------------------ */
+
+static PyObject *
+force_context(PyThreadState *ts)
+{
+    /* The thread's base Context is created lazily by the first contextvars access; if
+     * that happened between a scope's enter and exit, the two would see different
+     * context keys. Creating it now keeps the key stable. Once per thread. */
+    PyObject *copy = PyContext_CopyCurrent();
+    if (copy == NULL)
+        return NULL;
+    Py_DECREF(copy);
+    if (ts->context == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "liteprof: no current context");
+        return NULL;
+    }
+    return ts->context;
+}
+
+static int
+push(PyObject *key)
+{
+    int64_t start = 0;
+    if (g_clock != NULL && clock_py(&start) < 0)
+        return -1;
+    ThreadState *st = t_state;
+    if (st == NULL) {
+        st = state_create();
+        if (st == NULL)
+            return -1;
+    }
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *ctx = ts->context;
+    if (ctx == NULL) {
+        ctx = force_context(ts);
+        if (ctx == NULL)
+            return -1;
+    }
+    if (st->n == st->cap && state_grow(st) < 0)
+        return -1;
+    uint32_t depth = 0;
+    Frame *stack = st->stack;
+    for (Py_ssize_t i = st->n - 1; i >= 0; i--) {
+        if (stack[i].ctx == ctx) {
+            depth = stack[i].depth + (stack[i].depth != UINT32_MAX);
+            break;
+        }
+    }
+    Frame *f = &stack[st->n++];
+    Py_INCREF(key);
+    Py_INCREF(ctx);
+    f->key = key;
+    f->ctx = ctx;
+    f->child = 0;
+    f->depth = depth;
+    f->epoch = g_epoch;
+    f->start = g_clock == NULL ? mono_ns() : start;
+    return 0;
+}
+
+static int
+pop(PyObject *key, PyObject *name, int error, NameCache *cache)
+{
+    int64_t end;
+    if (g_clock == NULL)
+        end = mono_ns();
+    else if (clock_py(&end) < 0)
+        return -1;
+    ThreadState *st = t_state;
+    if (st == NULL || st->n == 0)
+        return 0;
+    PyObject *ctx = PyThreadState_Get()->context;
+    Frame *stack = st->stack;
+    Py_ssize_t i = st->n - 1;
+    if (stack[i].key != key || stack[i].ctx != ctx) {
+        /* Out of order: an asyncio task or a suspended generator left its scope while
+         * another one was open above it. */
+        for (i--; i >= 0; i--) {
+            if (stack[i].key == key && stack[i].ctx == ctx)
+                break;
+        }
+        if (i < 0)
+            return 0;
+    }
+    Frame f = stack[i];
+    st->n--;
+    if (i < st->n)
+        memmove(&stack[i], &stack[i + 1], (size_t)(st->n - i) * sizeof(Frame));
+    int rc = 0;
+    if (f.epoch == g_epoch && g_on) {
+        int64_t dur = end - f.start;
+        for (Py_ssize_t j = i - 1; j >= 0; j--) {
+            if (stack[j].ctx == ctx) {
+                stack[j].child += dur;
+                break;
+            }
+        }
+        rc = write_event(st, f.start, dur, f.child, name, f.depth, error, cache);
+    }
+    Py_DECREF(f.key);
+    Py_DECREF(f.ctx);
+    return rc;
+}
+
+static int
+exit_error_arg(PyObject *const *args, Py_ssize_t nargs, int *error)
+{
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "__exit__ expected at most 3 arguments, got %zd",
+                     nargs);
+        return -1;
+    }
+    *error = nargs > 0 && args[0] != Py_None;
+    return 0;
+}
+
+/* -- _Noop ------------------------------------------------------------------------- */
+
+static PyObject *
+noop_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *
+noop_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+noop_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "scope() as a decorator takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
+        return NULL;
+    Py_INCREF(func);
+    return func;
+}
+
+static PyObject *
+noop_repr(PyObject *self)
+{
+    return PyUnicode_FromString("<liteprof.scope (not recording)>");
+}
+
+static PyMethodDef noop_methods[] = {
+    {"__enter__", noop_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))noop_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject NoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core._Noop",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "What scope() returns while nothing records: one shared do-nothing object.",
+    .tp_repr = noop_repr,
+    .tp_call = noop_call,
+    .tp_methods = noop_methods,
+};
+
+/* -- timed_function ------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *func;
+    PyObject *name;
+    PyObject *dict;
+    PyObject *weakreflist;
+    NameCache cache;
+} TimedObject;
+
+static PyObject *
+timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    TimedObject *t = (TimedObject *)self;
+    if (!g_on)
+        return PyObject_Vectorcall(t->func, args, nargsf, kwnames);
+    if (push(self) < 0)
+        return NULL;
+    PyObject *res = PyObject_Vectorcall(t->func, args, nargsf, kwnames);
+    if (res != NULL) {
+        if (pop(self, t->name, 0, &t->cache) < 0) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        return res;
+    }
+    /* The function raised: record the event with the exception put aside, then put
+     * the very same exception back. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (pop(self, t->name, 1, &t->cache) < 0) {
+        PyObject *exc2 = PyErr_GetRaisedException();
+        PyException_SetContext(exc2, exc);
+        PyErr_SetRaisedException(exc2);
+    }
+    else {
+        PyErr_SetRaisedException(exc);
+    }
+#else
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    if (pop(self, t->name, 1, &t->cache) < 0) {
+        PyObject *et2, *ev2, *tb2;
+        PyErr_NormalizeException(&et, &ev, &tb);
+        if (tb != NULL && ev != NULL)
+            PyException_SetTraceback(ev, tb);
+        PyErr_Fetch(&et2, &ev2, &tb2);
+        PyErr_NormalizeException(&et2, &ev2, &tb2);
+        if (ev2 != NULL && ev != NULL)
+            PyException_SetContext(ev2, ev);
+        else
+            Py_XDECREF(ev);
+        Py_XDECREF(et);
+        Py_XDECREF(tb);
+        PyErr_Restore(et2, ev2, tb2);
+    }
+    else {
+        PyErr_Restore(et, ev, tb);
+    }
+#endif
+    return NULL;
+}
+
+static PyObject *
+timed_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static int
+timed_traverse(TimedObject *t, visitproc visit, void *arg)
+{
+    Py_VISIT(t->func);
+    Py_VISIT(t->name);
+    Py_VISIT(t->dict);
+    return 0;
+}
+
+static int
+timed_clear(TimedObject *t)
+{
+    Py_CLEAR(t->func);
+    Py_CLEAR(t->name);
+    Py_CLEAR(t->dict);
+    return 0;
+}
+
+static void
+timed_dealloc(TimedObject *t)
+{
+    PyObject_GC_UnTrack(t);
+    if (t->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)t);
+    timed_clear(t);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *
+timed_repr(TimedObject *t)
+{
+    return PyUnicode_FromFormat("<liteprof timed %R of %R>", t->name, t->func);
+}
+
+/* Pickle by reference, as a plain function would be: pickle looks __qualname__ up in
+ * __module__ (both copied from the wrapped function) and checks it finds this object. */
+static PyObject *
+timed_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttr(self, str_qualname);
+}
+
+static PyMethodDef timed_methods[] = {
+    {"__reduce__", timed_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef timed_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TimedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core.TimedFunction",
+    .tp_basicsize = sizeof(TimedObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = NULL,
+    .tp_dealloc = (destructor)timed_dealloc,
+    .tp_repr = (reprfunc)timed_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(TimedObject, vectorcall),
+    .tp_traverse = (traverseproc)timed_traverse,
+    .tp_clear = (inquiry)timed_clear,
+    .tp_weaklistoffset = offsetof(TimedObject, weakreflist),
+    .tp_methods = timed_methods,
+    .tp_getset = timed_getset,
+    .tp_descr_get = timed_descr_get,
+    .tp_dictoffset = offsetof(TimedObject, dict),
+    .tp_free = PyObject_GC_Del,
+};
+
+static int
+check_name(PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "scope name must be str, not %.200s",
+                     Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+make_timed(PyObject *func, PyObject *name)
+{
+    if (check_name(name) < 0)
+        return NULL;
+    TimedObject *t = PyObject_GC_New(TimedObject, &TimedType);
+    if (t == NULL)
+        return NULL;
+    t->vectorcall = timed_vectorcall;
+    Py_INCREF(func);
+    t->func = func;
+    Py_INCREF(name);
+    t->name = name;
+    t->dict = NULL;
+    t->weakreflist = NULL;
+    t->cache.epoch = 0;
+    t->cache.id = 0;
+    PyObject_GC_Track(t);
+    /* functools.wraps semantics (__module__, __name__, __qualname__, __doc__,
+     * __annotations__, __dict__, __wrapped__), from the one place that defines them. */
+    PyObject *functools = PyImport_ImportModule("functools");
+    if (functools == NULL)
+        goto error;
+    PyObject *args[3] = {functools, (PyObject *)t, func};
+    PyObject *r = PyObject_VectorcallMethod(str_update_wrapper, args,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(functools);
+    if (r == NULL)
+        goto error;
+    Py_DECREF(r);
+    return (PyObject *)t;
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
+static PyObject *
+mod_timed_function(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "timed_function() takes 2 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    return make_timed(args[0], args[1]);
+}
+
+/* -- _ScopeCall: one use of scope(name) while recording --------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;
+} ScopeCallObject;
+
+static ScopeCallObject *sc_freelist[FREELIST_MAX];
+static int sc_nfree = 0;
+
+static PyTypeObject ScopeCallType;
+
+static void
+sc_dealloc(ScopeCallObject *op)
+{
+    PyObject *name = op->name;
+    op->name = NULL;
+    if (sc_nfree < FREELIST_MAX)
+        sc_freelist[sc_nfree++] = op;
+    else
+        PyObject_Free(op);
+    Py_XDECREF(name);
+}
+
+static PyObject *
+sc_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (push(self) < 0)
+        return NULL;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *
+sc_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int error;
+    if (exit_error_arg(args, nargs, &error) < 0)
+        return NULL;
+    if (pop(self, ((ScopeCallObject *)self)->name, error, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "scope() as a decorator takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
+        return NULL;
+    return make_timed(func, ((ScopeCallObject *)self)->name);
+}
+
+static PyObject *
+sc_repr(ScopeCallObject *op)
+{
+    return PyUnicode_FromFormat("<liteprof.scope %R>", op->name);
+}
+
+static PyMethodDef sc_methods[] = {
+    {"__enter__", sc_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))sc_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef sc_members[] = {
+    {"name", T_OBJECT, offsetof(ScopeCallObject, name), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ScopeCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core._ScopeCall",
+    .tp_basicsize = sizeof(ScopeCallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One use of scope(name) while recording.",
+    .tp_dealloc = (destructor)sc_dealloc,
+    .tp_repr = (reprfunc)sc_repr,
+    .tp_call = sc_call,
+    .tp_methods = sc_methods,
+    .tp_members = sc_members,
+};
+
+static PyObject *
+mod_scope(PyObject *module, PyObject *name)
+{
+    if (!g_on) {
+        Py_INCREF(g_noop);
+        return g_noop;
+    }
+    ScopeCallObject *op;
+    if (sc_nfree > 0) {
+        op = sc_freelist[--sc_nfree];
+    }
+    else {
+        op = (ScopeCallObject *)PyObject_Malloc(sizeof(ScopeCallObject));
+        if (op == NULL)
+            return PyErr_NoMemory();
+    }
+    (void)PyObject_Init((PyObject *)op, &ScopeCallType);
+    Py_INCREF(name);
+    op->name = name;
+    return (PyObject *)op;
+}
+
+/* -- Scope: reusable, predeclared ---------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;
+    PyObject *weakreflist;
+    NameCache cache;
+} ScopeObject;
+
+static PyObject *
+scope_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", NULL};
+    PyObject *name;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Scope", kwlist, &name))
+        return NULL;
+    if (check_name(name) < 0)
+        return NULL;
+    ScopeObject *self = (ScopeObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(name);
+    self->name = name;
+    self->weakreflist = NULL;
+    self->cache.epoch = 0;
+    self->cache.id = 0;
+    return (PyObject *)self;
+}
+
+static void
+scope_dealloc(ScopeObject *self)
+{
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Py_CLEAR(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+scope_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (g_on && push(self) < 0)
+        return NULL;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *
+scope_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int error;
+    if (exit_error_arg(args, nargs, &error) < 0)
+        return NULL;
+    ThreadState *st = t_state;
+    if (st != NULL && st->n != 0) {
+        ScopeObject *s = (ScopeObject *)self;
+        if (pop(self, s->name, error, &s->cache) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+scope_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Scope as a decorator takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
+        return NULL;
+    return make_timed(func, ((ScopeObject *)self)->name);
+}
+
+static PyObject *
+scope_repr(ScopeObject *self)
+{
+    return PyUnicode_FromFormat("liteprof.Scope(%R)", self->name);
+}
+
+static PyObject *
+scope_reduce(ScopeObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
+}
+
+static PyObject *
+scope_get_name(ScopeObject *self, void *closure)
+{
+    Py_INCREF(self->name);
+    return self->name;
+}
+
+static int
+scope_set_name(ScopeObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a Scope's name");
+        return -1;
+    }
+    if (check_name(value) < 0)
+        return -1;
+    Py_INCREF(value);
+    Py_SETREF(self->name, value);
+    self->cache.epoch = 0; /* the cached id belonged to the old name */
+    return 0;
+}
+
+static PyMethodDef scope_methods[] = {
+    {"__enter__", scope_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))scope_exit, METH_FASTCALL, NULL},
+    {"__reduce__", (PyCFunction)scope_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef scope_getset[] = {
+    {"name", (getter)scope_get_name, (setter)scope_set_name, "the event name", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ScopeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core.Scope",
+    .tp_basicsize = sizeof(ScopeObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A named scope made once and entered many times; see liteprof.Scope.",
+    .tp_new = scope_new,
+    .tp_dealloc = (destructor)scope_dealloc,
+    .tp_repr = (reprfunc)scope_repr,
+    .tp_call = scope_call,
+    .tp_weaklistoffset = offsetof(ScopeObject, weakreflist),
+    .tp_methods = scope_methods,
+    .tp_getset = scope_getset,
+};
+
+/* -- module functions -------------------------------------------------------------- */
+
+static PyObject *
+mod_start(PyObject *module, PyObject *session)
+{
+    PyObject *names = PyDict_New();
+    if (names == NULL)
+        return NULL;
+    PyObject *old_session = g_session;
+    PyObject *old_names = g_names;
+    Py_INCREF(session);
+    g_session = session;
+    g_names = names;
+    g_epoch++;
+    g_on = 1;
+    /* Blocks of an earlier session are not this session's to fill. */
+    detach_all(NULL, 0);
+    Py_XDECREF(old_session);
+    Py_XDECREF(old_names);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_stop(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *old_session = g_session;
+    g_on = 0;
+    g_session = NULL;
+    g_epoch++;
+    /* The writer closes every mapping as soon as this returns, and mmap.close() fails
+     * while a buffer export exists: release every thread's block now. */
+    detach_all(NULL, 0);
+    Py_XDECREF(old_session);
+    PyDict_Clear(g_names);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_active(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(g_on);
+}
+
+static PyObject *
+mod_after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *names = PyDict_New();
+    if (names == NULL)
+        return NULL;
+    PyObject *old_session = g_session;
+    PyObject *old_names = g_names;
+    g_on = 0;
+    g_session = NULL;
+    g_names = names;
+    g_epoch++;
+    ThreadState *me = t_state;
+    /* The other threads do not exist in the child: forget their states (their capsules,
+     * if CPython still clears them, free them later) and their blocks. */
+    detach_all(me, 1);
+    if (me != NULL) {
+        /* Never write into the parent's mapping: the child gets blocks of its own. */
+        PyObject *mm = state_detach(me);
+        me->epoch = 0;
+        Py_XDECREF(mm);
+    }
+    Py_XDECREF(old_session);
+    Py_XDECREF(old_names);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_set_clock(PyObject *module, PyObject *clock)
+{
+    PyObject *old = g_clock;
+    if (clock == Py_None) {
+        g_clock = NULL;
+    }
+    else {
+        Py_INCREF(clock);
+        g_clock = clock;
+    }
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t threads = 0;
+    for (ThreadState *st = g_states; st != NULL; st = st->next)
+        threads++;
+    ThreadState *me = t_state;
+    return Py_BuildValue("{s:n,s:n,s:i,s:K,s:O}", "threads", threads, "frames",
+                         me ? me->n : (Py_ssize_t)0, "freelist", sc_nfree, "epoch",
+                         (unsigned long long)g_epoch, "attached",
+                         (me != NULL && me->mm != NULL && me->epoch == g_epoch) ? Py_True
+                                                                                 : Py_False);
+}
+
+static PyMethodDef module_methods[] = {
+    {"scope", mod_scope, METH_O,
+     "scope(name): a context manager and decorator timing one event named name."},
+    {"timed_function", (PyCFunction)(void (*)(void))mod_timed_function, METH_FASTCALL,
+     "timed_function(func, name): wrap a synchronous callable; each call is one event."},
+    {"start", mod_start, METH_O, "start(session): start recording into session."},
+    {"stop", mod_stop, METH_NOARGS, "stop(): stop recording; open frames are dropped."},
+    {"active", mod_active, METH_NOARGS, "active(): True while recording."},
+    {"after_fork_child", mod_after_fork_child, METH_NOARGS,
+     "after_fork_child(): in a forked child, forget the parent's file and frames."},
+    {"set_clock", mod_set_clock, METH_O,
+     "set_clock(clock): read clock() (int ns) instead of the monotonic clock; None resets."},
+    {"_stats", mod_stats, METH_NOARGS, "Tests only: counters of the recorder's state."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    "liteprof._core",
+    "The compiled liteprof recorder: the C twin of liteprof._pyrecorder.",
+    -1,
+    module_methods,
+};
+
+static int
+intern_all(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } table[] = {
+        {&str_state_key, "liteprof._core.state"},
+        {&str_thread, "thread"},
+        {&str_block, "block"},
+        {&str_release, "release"},
+        {&str_name_id, "name_id"},
+        {&str_get_native_id, "get_native_id"},
+        {&str_current_thread, "current_thread"},
+        {&str_name, "name"},
+        {&str_update_wrapper, "update_wrapper"},
+        {&str_qualname, "__qualname__"},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (*table[i].slot == NULL) {
+            *table[i].slot = PyUnicode_InternFromString(table[i].text);
+            if (*table[i].slot == NULL)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    if (intern_all() < 0)
+        return NULL;
+    if (PyType_Ready(&NoopType) < 0 || PyType_Ready(&ScopeCallType) < 0 ||
+        PyType_Ready(&ScopeType) < 0 || PyType_Ready(&TimedType) < 0)
+        return NULL;
+    if (g_names == NULL) {
+        g_names = PyDict_New();
+        if (g_names == NULL)
+            return NULL;
+    }
+    if (g_noop == NULL) {
+        g_noop = PyObject_New(PyObject, &NoopType);
+        if (g_noop == NULL)
+            return NULL;
+    }
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(g_noop);
+    if (PyModule_AddObject(m, "NOOP", g_noop) < 0) {
+        Py_DECREF(g_noop);
+        goto error;
+    }
+    if (PyModule_AddStringConstant(m, "BACKEND", "c") < 0)
+        goto error;
+    struct {
+        const char *name;
+        PyTypeObject *type;
+    } types[] = {
+        {"Scope", &ScopeType},
+        {"_ScopeCall", &ScopeCallType},
+        {"_Noop", &NoopType},
+        {"TimedFunction", &TimedType},
+    };
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        Py_INCREF(types[i].type);
+        if (PyModule_AddObject(m, types[i].name, (PyObject *)types[i].type) < 0) {
+            Py_DECREF(types[i].type);
+            goto error;
+        }
+    }
+    return m;
+error:
+    Py_DECREF(m);
+    return NULL;
+}

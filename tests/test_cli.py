@@ -1,0 +1,214 @@
+"""The command line, driven as a user would: ``python -m liteprof ...``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+
+import pytest
+
+from .helpers import cli, log_files, report_json, run_python, scopes_by_name
+
+ENGINE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "engine.py")
+
+RECORD = """
+import liteprof, threading
+S = liteprof.Scope("Step:Model")
+def step():
+    with liteprof.scope("Step:Schedule"):
+        pass
+    with S:
+        with liteprof.scope("Model:Forward"):
+            pass
+for _ in range(50):
+    step()
+try:
+    with liteprof.scope("Step:Fails"):
+        raise ValueError
+except ValueError:
+    pass
+t = threading.Thread(target=step, name="helper")
+t.start(); t.join()
+"""
+
+
+@pytest.fixture
+def recorded(logdir: str) -> str:
+    run_python(RECORD, LITEPROF_LOG=logdir, RANK="2")
+    return logdir
+
+
+def test_report_json_has_every_spec_field(recorded: str) -> None:
+    report = report_json(recorded)
+    assert set(report) >= {"liteprof_version", "sources", "records", "skipped", "wall_ns",
+                           "scopes", "groups", "processes"}
+    assert report["sources"] == [recorded]
+    assert report["records"] == 50 * 3 + 1 + 3
+    assert report["skipped"] == 0
+    assert isinstance(report["wall_ns"], int) and report["wall_ns"] > 0
+    for row in report["scopes"]:
+        assert set(row) == {"name", "group", "count", "errors", "total_ns", "self_ns",
+                            "mean_ns", "min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"}
+        assert isinstance(row["mean_ns"], float)
+        for key in ("count", "errors", "total_ns", "self_ns", "min_ns", "p50_ns", "p90_ns",
+                    "p99_ns", "max_ns"):
+            assert isinstance(row[key], int)
+        assert row["min_ns"] <= row["p50_ns"] <= row["p90_ns"] <= row["p99_ns"] <= row["max_ns"]
+        assert 0 <= row["self_ns"] <= row["total_ns"]
+    totals = [r["total_ns"] for r in report["scopes"]]
+    assert totals == sorted(totals, reverse=True)
+    rows = scopes_by_name(report)
+    assert rows["Step:Model"]["count"] == 51 and rows["Step:Model"]["group"] == "Step"
+    assert rows["Step:Fails"]["errors"] == 1
+    assert rows["Step:Model"]["self_ns"] == (
+        rows["Step:Model"]["total_ns"] - rows["Model:Forward"]["total_ns"]
+    )
+    groups = {g["group"]: g for g in report["groups"]}
+    assert [g["group"] for g in report["groups"]] == ["Step", "Model"]
+    step = groups["Step"]
+    assert step["total_ns"] == sum(s["total_ns"] for s in step["scopes"])
+    assert sum(s["share"] for s in step["scopes"]) == pytest.approx(1.0)
+    (proc,) = report["processes"]
+    assert set(proc) == {"pid", "name", "host", "rank", "records"}
+    assert proc["rank"] == 2 and proc["name"] == "MainProcess" and proc["records"] == 154
+
+
+def test_report_by_process_and_thread(recorded: str) -> None:
+    by_proc = report_json(recorded, by="process")
+    assert all("pid" in r for r in by_proc["scopes"])
+    by_thread = report_json(recorded, by="thread")
+    model = [r for r in by_thread["scopes"] if r["name"] == "Step:Model"]
+    assert sorted(r["thread"] for r in model) == ["MainThread", "helper"]
+    assert all(isinstance(r["tid"], int) and isinstance(r["pid"], int) for r in model)
+    assert sorted(r["count"] for r in model) == [1, 50]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "markdown"])
+def test_text_formats(recorded: str, fmt: str) -> None:
+    proc = cli("report", recorded, "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    assert "Step:Model" in proc.stdout
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+        assert {r["name"] for r in rows} == {"Step:Model", "Step:Schedule", "Model:Forward",
+                                           "Step:Fails"}
+    if fmt == "table":
+        assert "Group Step" in proc.stdout and "TOTAL" in proc.stdout
+
+
+def test_names_are_escaped_so_a_row_stays_one_row(logdir: str) -> None:
+    run_python(
+        """
+        import liteprof
+        for name in ["a|b", "new\\nline", "tab\\tx", "<b>bold</b>", "", "x" * 10000]:
+            with liteprof.scope(name):
+                pass
+        """,
+        LITEPROF_LOG=logdir,
+    )
+    report = report_json(logdir)
+    assert len(report["scopes"]) == 6
+    assert "new\nline" in scopes_by_name(report)
+    csv_out = cli("report", logdir, "--format", "csv").stdout
+    assert len(csv_out.splitlines()) == 1 + 6
+    md = cli("report", logdir, "--format", "markdown").stdout
+    table_rows = [line for line in md.splitlines()
+                  if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(table_rows) == 1 + 6  # the header row and one per scope
+    assert "<b>" not in md and "a\\|b" in md
+    table = cli("report", logdir).stdout
+    scope_lines = table.split("\n\n")[1].splitlines()
+    assert len(scope_lines) == 2 + 6
+
+
+def test_vllm_text_log_with_malformed_lines(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(os.fspath(tmp_path), "vllm.log")
+    with open(path, "w") as fh:
+        fh.write("Step:Model|1000\nStep:Model|3000\n\nStep:Schedule|500\n")
+        fh.write("garbage line\nStep:Model|notanumber\nname|with|pipes|700\n|-5\n")
+    report = report_json(path)
+    assert report["records"] == 4
+    assert report["skipped"] == 3
+    assert report["wall_ns"] is None and report["processes"] == []
+    rows = scopes_by_name(report)
+    assert rows["Step:Model"]["total_ns"] == 4000 and rows["Step:Model"]["count"] == 2
+    assert rows["Step:Model"]["self_ns"] == 4000
+    assert rows["name|with|pipes"]["total_ns"] == 700
+
+
+def test_run_reports_and_returns_the_commands_status(tmp_path: os.PathLike[str]) -> None:
+    script = os.path.join(os.fspath(tmp_path), "app.py")
+    with open(script, "w") as fh:
+        fh.write("import liteprof, sys\nwith liteprof.scope('App:Work'):\n    pass\nsys.exit(3)\n")
+    proc = cli("run", "--format", "json", "--", sys.executable, script)
+    assert proc.returncode == 3
+    report = json.loads(proc.stdout)
+    assert scopes_by_name(report)["App:Work"]["count"] == 1
+    (source,) = report["sources"]
+    assert not os.path.exists(source)  # the temporary log folder is gone
+
+
+def test_run_with_log_keeps_it(tmp_path: os.PathLike[str]) -> None:
+    log = os.path.join(os.fspath(tmp_path), "kept")
+    proc = cli("run", "--log", log, "--", sys.executable, ENGINE, "--steps", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "Step:Model" in proc.stdout and "Model:Forward" in proc.stdout
+    assert len(log_files(log)) == 1
+
+
+def test_console_script_and_module_agree() -> None:
+    proc = cli("--version")
+    assert proc.returncode == 0 and "liteprof" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "/nonexistent/path"],
+        ["report", "--format", "xml", "."],
+        ["report"],
+        ["diff", "/nonexistent/a", "/nonexistent/b"],
+        ["bogus"],
+        ["run"],
+        ["run", "--", "/nonexistent/program"],
+    ],
+)
+def test_errors_are_one_line_and_exit_2(args: list[str]) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_file_that_is_not_a_log(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(os.fspath(tmp_path), "image.png")
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10)
+    proc = cli("report", path)
+    assert proc.returncode == 2
+    assert "not a liteprof log" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_vllm_compat_switch_by_one_import(tmp_path: os.PathLike[str]) -> None:
+    log = os.path.join(os.fspath(tmp_path), "vllm_lite.log")
+    proc = run_python(
+        """
+        import logging, os
+        logging.basicConfig(level=logging.INFO)
+        from liteprof.compat.vllm import LiteScope, LiteProfilerScope, \\
+            maybe_emit_lite_profiler_report
+        for _ in range(3):
+            with LiteScope("Step:Model"):
+                with LiteProfilerScope("Model:Forward"):
+                    pass
+        maybe_emit_lite_profiler_report()
+        print(sorted(os.listdir(os.environ["VLLM_LITE_PROFILER_LOG_PATH"]))
+              if os.path.isdir(os.environ["VLLM_LITE_PROFILER_LOG_PATH"]) else "removed")
+        """,
+        VLLM_LITE_PROFILER_LOG_PATH=log,
+    )
+    assert "Step:Model" in proc.stderr and "Group Model" in proc.stderr
+    assert proc.stdout.strip() == "removed"

@@ -1,0 +1,230 @@
+"""Processes: crash survival, fork, spawn, forkserver, pools, subprocesses, filters, ranks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from .helpers import child_env, log_files, read, run_python, scopes_by_name
+
+
+def test_events_survive_sigkill_without_flush(logdir: str) -> None:
+    code = textwrap.dedent(
+        """
+        import os, sys, threading, time, liteprof
+        def work(n):
+            for _ in range(n):
+                with liteprof.scope("Crash:Closed"):
+                    pass
+        threads = [threading.Thread(target=work, args=(2500,)) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        with liteprof.scope("Crash:Open"):
+            print("ready", flush=True)
+            time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=child_env(LITEPROF_LOG=logdir),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    with proc.stdout:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    report = read(logdir)
+    rows = scopes_by_name(report)
+    assert rows["Crash:Closed"]["count"] == 10_000
+    assert "Crash:Open" not in rows
+    assert report["skipped"] == 0
+
+
+def test_env_var_records_every_python_subprocess(logdir: str) -> None:
+    run_python(
+        """
+        import subprocess, sys, liteprof
+        with liteprof.scope("Parent:Run"):
+            subprocess.run([sys.executable, "-c",
+                "import liteprof\\nwith liteprof.scope('Child:Run'): pass"], check=True)
+        """,
+        LITEPROF_LOG=logdir,
+    )
+    files = log_files(logdir)
+    assert len(files) == 2
+    report = read(logdir)
+    assert set(scopes_by_name(report)) == {"Parent:Run", "Child:Run"}
+    assert len({p["pid"] for p in report["processes"]}) == 2
+
+
+def test_fork_child_writes_its_own_file_and_never_repeats_parent_events(logdir: str) -> None:
+    run_python(
+        """
+        import os, liteprof
+        for _ in range(10):
+            with liteprof.scope("Before"):
+                pass
+        with liteprof.scope("OpenAtFork"):
+            pid = os.fork()
+            if pid == 0:
+                for _ in range(5):
+                    with liteprof.scope("InChild"):
+                        pass
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        with liteprof.scope("After"):
+            pass
+        """,
+        LITEPROF_LOG=logdir,
+    )
+    files = log_files(logdir)
+    assert len(files) == 2
+    per_file = [scopes_by_name(read(f)) for f in files]
+    parent = next(r for r in per_file if "Before" in r)
+    child = next(r for r in per_file if "InChild" in r)
+    assert parent["Before"]["count"] == 10
+    assert parent["OpenAtFork"]["count"] == 1
+    assert parent["After"]["count"] == 1
+    assert "InChild" not in parent
+    # The child neither copies the parent's events nor records the scope opened before it.
+    assert set(child) == {"InChild"}
+    assert child["InChild"]["count"] == 5
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_start_methods_all_record(logdir: str, method: str) -> None:
+    run_python(
+        f"""
+        import multiprocessing as mp, liteprof
+
+        def work(i):
+            with liteprof.scope("Worker:Task"):
+                return i * i
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("{method}")
+            with liteprof.scope("Main:Pool"):
+                with ctx.Pool(2) as pool:
+                    assert pool.map(work, range(20)) == [i * i for i in range(20)]
+            p = ctx.Process(target=work, args=(1,), name="Single")
+            p.start(); p.join()
+            assert p.exitcode == 0
+        """,
+        LITEPROF_LOG=logdir,
+    )
+    report = read(logdir)
+    rows = scopes_by_name(report)
+    assert rows["Worker:Task"]["count"] == 21
+    assert rows["Main:Pool"]["count"] == 1
+    names = {p["name"] for p in report["processes"]}
+    assert "MainProcess" in names and "Single" in names
+
+
+def test_process_pool_executor_records(logdir: str) -> None:
+    run_python(
+        """
+        from concurrent.futures import ProcessPoolExecutor
+        import liteprof
+
+        def work(i):
+            with liteprof.scope("Exec:Task"):
+                return i
+
+        if __name__ == "__main__":
+            with ProcessPoolExecutor(2) as ex:
+                assert sum(ex.map(work, range(30))) == sum(range(30))
+        """,
+        LITEPROF_LOG=logdir,
+    )
+    assert scopes_by_name(read(logdir))["Exec:Task"]["count"] == 30
+
+
+def test_process_filter_with_vllm_process_names(logdir: str) -> None:
+    run_python(
+        """
+        import multiprocessing as mp, liteprof
+
+        def work():
+            for _ in range(3):
+                with liteprof.scope("Engine:Step"):
+                    pass
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            procs = [ctx.Process(target=work, name=n)
+                     for n in ("EngineCore_DP0", "EngineCore_DP1", "VllmWorker-0",
+                               "VllmWorker-1", "APIServer")]
+            for p in procs: p.start()
+            for p in procs: p.join()
+            work()  # MainProcess: filtered out too
+        """,
+        LITEPROF_LOG=logdir,
+        LITEPROF_PROCESSES="EngineCore_DP0,VllmWorker-0",
+    )
+    report = read(logdir)
+    assert sorted(p["name"] for p in report["processes"]) == ["EngineCore_DP0", "VllmWorker-0"]
+    assert scopes_by_name(report)["Engine:Step"]["count"] == 6
+
+
+def test_rank_from_environment_and_header_fields(logdir: str) -> None:
+    for rank_env in ({"RANK": "3", "LOCAL_RANK": "1"}, {"LOCAL_RANK": "1"}, {}):
+        run_python(
+            """
+            import liteprof
+            with liteprof.scope("R"):
+                pass
+            """,
+            LITEPROF_LOG=logdir,
+            RANK=rank_env.get("RANK"),
+            LOCAL_RANK=rank_env.get("LOCAL_RANK"),
+        )
+    report = read(logdir)
+    assert sorted((p["rank"] is None, p["rank"]) for p in report["processes"]) == [
+        (False, 1), (False, 3), (True, None)
+    ]
+    for p in report["processes"]:
+        assert p["host"] and isinstance(p["pid"], int) and p["records"] == 1
+        assert p["name"] == "MainProcess"
+
+
+def test_import_liteprof_imports_no_third_party_module() -> None:
+    proc = run_python(
+        """
+        import sys
+        before = set(sys.modules)
+        import liteprof
+        with liteprof.scope("x"):
+            pass
+        new = set(sys.modules) - before
+        bad = sorted(m for m in new if m.split(".")[0] in {"numpy", "rich", "asyncio"})
+        print(bad)
+        """
+    )
+    assert proc.stdout.strip() == "[]"
+
+
+def test_recording_failure_never_breaks_the_program(tmp_path: os.PathLike[str]) -> None:
+    blocker = os.path.join(os.fspath(tmp_path), "plain-file")
+    with open(blocker, "w") as fh:
+        fh.write("x")
+    proc = run_python(
+        """
+        import liteprof
+        total = 0
+        for i in range(1000):
+            with liteprof.scope("x"):
+                total += i
+        print(total, liteprof.enabled())
+        """,
+        LITEPROF_LOG=os.path.join(blocker, "logs"),
+    )
+    assert proc.stdout.split() == [str(sum(range(1000))), "False"]
+    assert proc.stderr.count("recording stopped") == 1
