@@ -121,7 +121,7 @@ def test_names_are_escaped_so_a_row_stays_one_row(logdir: str) -> None:
     assert "<b>" not in md and "a\\|b" in md
     table = cli("report", logdir).stdout
     scope_lines = table.split("\n\n")[1].splitlines()
-    assert len(scope_lines) == 2 + 6
+    assert len(scope_lines) == 3 + 6  # title, header, rule, one per scope
 
 
 def test_vllm_text_log_with_malformed_lines(tmp_path: os.PathLike[str]) -> None:
