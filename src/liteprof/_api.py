@@ -110,13 +110,12 @@ class _Session:
 
 _state_lock = threading.RLock()
 _session: _Session | None = None
-_warned = False
 _created_dirs: set[str] = set()
 
 
 def _fail(session: _Session, exc: BaseException | None) -> None:
     """Stop recording after a failure (or a process filter that excludes this process)."""
-    global _session, _warned
+    global _session
     with _state_lock:
         if session.dead:
             return
@@ -126,8 +125,7 @@ def _fail(session: _Session, exc: BaseException | None) -> None:
             _backend.stop()
         if session.writer is not None:
             session.writer.close()
-    if exc is not None and not _warned:
-        _warned = True
+    if exc is not None:  # once per session: ``session.dead`` guards the way in
         logger.warning(
             "liteprof: recording stopped in process %d: %s: %s",
             os.getpid(),
