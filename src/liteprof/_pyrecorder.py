@@ -1,10 +1,11 @@
 """The pure-Python recorder: reference twin of the C core ``_core``.
 
 Both backends expose the same names (see ``_core.pyi``) and write the same log format.
-Per thread there is a stack of open frames and one mapped block that only that thread
-writes to, so the hot path takes no lock. A frame is ``[key, start, child_ns, task,
-depth, epoch]``; ``task`` is the running asyncio task (``None`` outside asyncio), so that
-scopes of tasks interleaving on one thread never nest into each other.
+Per thread there is a stack of open frames (``_Frame``) and one mapped block that only
+that thread writes to, so the hot path takes no lock. Each frame remembers the asyncio
+task it was entered in (``None`` outside asyncio), so that scopes of tasks interleaving on
+one thread never nest into each other, and the epoch it was entered in, so that a frame
+opened before a fork, ``disable()`` or a new ``enable()`` never writes.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ _tls = threading.local()
 
 
 class _ThreadState:
+    """One thread's open frames, its block, and its index in the current file."""
+
     __slots__ = ("epoch", "mm", "pos", "end", "size", "tidx", "stack")
 
     def __init__(self) -> None:
         self.epoch = -1
         self.mm: Any = None
         self.pos = 0
-        self.end = 0
+        self.end = 0  # pos >= end: no usable block, take the slow path
         self.size = 0
         self.tidx = -1
-        self.stack: list[list[Any]] = []
+        self.stack: list[_Frame] = []
 
 
 def _thread_state() -> _ThreadState:
@@ -51,6 +54,7 @@ def _thread_state() -> _ThreadState:
         return _tls.s  # type: ignore[no-any-return]
     except AttributeError:
         st = _tls.s = _ThreadState()
+        _tls.stack = st.stack  # the hot path reads the stack with one lookup
         return st
 
 
@@ -78,32 +82,123 @@ def _bind_asyncio() -> bool:
 
 
 def _task() -> Any:
-    # One C call outside asyncio; the task is only looked up when a loop runs.
-    if not _asyncio_bound and not _bind_asyncio():
+    """The running asyncio task, or ``None`` (also while asyncio was never imported)."""
+    if not _asyncio_bound and ("asyncio" not in _modules or not _bind_asyncio()):
         return None
     if _running_loop() is None:
         return None
     return _current_task()
 
 
-def _push(key: Any) -> None:
-    try:
-        st = _tls.s
-    except AttributeError:
-        st = _thread_state()
-    stack = st.stack
-    task = _task()
-    depth = 0
+_modules = sys.modules
+
+
+class _Frame:
+    """One open scope on a thread's stack.
+
+    ``scope(name)`` returns a fresh frame, so it is its own key; a shared ``Scope``
+    pushes a frame whose key is the ``Scope``. The hot path is written out inline:
+    in pure Python every function call costs as much as the work itself.
+    """
+
+    __slots__ = ("key", "name", "start", "child", "task", "depth", "epoch")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.key: Any = self
+
+    def __enter__(self) -> _Frame:
+        try:
+            stack = _tls.stack
+        except AttributeError:
+            stack = _thread_state().stack
+        if _asyncio_bound:
+            task = _current_task() if _running_loop() is not None else None
+        elif "asyncio" in _modules:
+            task = _task()
+        else:
+            task = None
+        if stack:
+            top = stack[-1]
+            self.depth = top.depth + 1 if top.task is task else _depth(stack, task)
+        else:
+            self.depth = 0
+        self.task = task
+        self.child = 0
+        self.epoch = _epoch
+        stack.append(self)
+        self.start = _clock()
+        return self
+
+    def __exit__(self, et: object, ev: object, tb: object) -> None:
+        end = _clock()
+        try:
+            st = _tls.s
+        except AttributeError:
+            return
+        stack = st.stack
+        if stack and stack[-1] is self:
+            del stack[-1]
+        else:
+            try:
+                stack.remove(self)
+            except ValueError:
+                return
+        if self.epoch != _epoch:
+            return  # entered before a fork, disable() or a new enable(): not ours to write
+        dur = end - self.start
+        if stack:
+            parent = stack[-1]
+            if parent.task is self.task:
+                parent.child += dur
+            else:
+                _add_to_parent(stack, self.task, dur)
+        # Store the event: the same as _write(), inline for speed.
+        pos = st.pos
+        ident = _names.get(self.name)
+        if ident is None or pos >= st.end or st.epoch != _epoch:
+            _write(self.start, dur, self.child, self.name, self.depth, et is not None)
+            return
+        depth = self.depth
+        try:
+            _pack_event(
+                st.mm,
+                pos,
+                self.start,
+                dur,
+                self.child,
+                ident,
+                (_EVENT if et is None else _ERROR)
+                | ((depth if depth < _MAX_DEPTH else _MAX_DEPTH) << 16),
+            )
+        except (ValueError, TypeError):
+            return  # a concurrent disable() closed the block under us; the event is dropped
+        st.pos = pos + _SLOT
+
+    def __call__(self, func: Any) -> Any:
+        return timed_function(func, self.name)
+
+    def __repr__(self) -> str:
+        return f"<liteprof.scope {self.name!r}>"
+
+
+def _add_to_parent(stack: list[_Frame], task: Any, dur: int) -> None:
     for i in range(len(stack) - 1, -1, -1):
-        below = stack[i]
-        if below[3] is task:
-            depth = below[4] + 1
-            break
-    stack.append([key, _clock(), 0, task, depth, _epoch])
+        parent = stack[i]
+        if parent.task is task:
+            parent.child += dur
+            return
 
 
-def _pop(key: Any, name: str, error: bool) -> None:
-    end = _clock()
+def _depth(stack: list[_Frame], task: Any) -> int:
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i].task is task:
+            return stack[i].depth + 1
+    return 0
+
+
+def _pop_shared(key: Any, et: object) -> None:
+    """Exit of a shared ``Scope``: find its innermost frame in the current task."""
     try:
         stack = _tls.s.stack
     except AttributeError:
@@ -111,35 +206,18 @@ def _pop(key: Any, name: str, error: bool) -> None:
     if not stack:
         return
     task = _task()
-    i = len(stack) - 1
-    frame = stack[i]
-    if frame[0] is not key or frame[3] is not task:
-        # Out of order: an asyncio task or a suspended generator left its scope
-        # while another one was open above it.
-        i -= 1
-        while i >= 0:
-            frame = stack[i]
-            if frame[0] is key and frame[3] is task:
-                break
-            i -= 1
-        else:
+    for i in range(len(stack) - 1, -1, -1):
+        frame = stack[i]
+        if frame.key is key and frame.task is task:
+            frame.__exit__(et, None, None)
             return
-    del stack[i]
-    if frame[5] != _epoch or not _on:
-        return  # entered before a fork, disable() or a new enable(): not ours to write
-    dur = end - frame[1]
-    j = i - 1
-    while j >= 0:
-        parent = stack[j]
-        if parent[3] is task:
-            parent[2] += dur
-            break
-        j -= 1
-    _write(frame[1], dur, frame[2], name, frame[4], error)
 
 
 def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool) -> None:
-    st = _tls.s
+    try:
+        st = _tls.s
+    except AttributeError:
+        st = _thread_state()
     try:
         if st.epoch != _epoch:
             if not _attach(st):
@@ -195,6 +273,7 @@ def _next_block(st: _ThreadState) -> bool:
         session.release(old)
     if mm is None:
         st.epoch = -1
+        st.pos = st.end = 0
         return False
     st.mm = mm
     st.pos = _SLOT
@@ -223,31 +302,9 @@ class _Noop:
 NOOP = _Noop()
 
 
-class _ScopeCall:
-    """One use of ``scope(name)`` while recording."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> _ScopeCall:
-        _push(self)
-        return self
-
-    def __exit__(self, et: object, ev: object, tb: object) -> None:
-        _pop(self, self.name, et is not None)
-
-    def __call__(self, func: Any) -> Any:
-        return timed_function(func, self.name)
-
-    def __repr__(self) -> str:
-        return f"<liteprof.scope {self.name!r}>"
-
-
 def scope(name: str) -> Any:
     if _on:
-        return _ScopeCall(name)
+        return _Frame(name)
     return NOOP
 
 
@@ -263,7 +320,9 @@ class Scope:
 
     def __enter__(self) -> Scope:
         if _on:
-            _push(self)
+            frame = _Frame(self.name)
+            frame.key = self
+            frame.__enter__()
         return self
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
@@ -272,7 +331,15 @@ class Scope:
         except AttributeError:
             return
         if stack:
-            _pop(self, self.name, et is not None)
+            top = stack[-1]
+            if top.key is self and top.task is (
+                (_current_task() if _running_loop() is not None else None)
+                if _asyncio_bound
+                else None
+            ):
+                top.__exit__(et, ev, tb)
+            else:
+                _pop_shared(self, et)
 
     def __call__(self, func: Any) -> Any:
         return timed_function(func, self.name)
@@ -285,19 +352,18 @@ def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Wrap a plain (synchronous) callable so each call is one event named ``name``."""
     import functools
 
-    key = Scope(name)
-
     @functools.wraps(func)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
         if not _on:
             return func(*args, **kwargs)
-        _push(key)
+        frame = _Frame(name)
+        frame.__enter__()
         try:
             result = func(*args, **kwargs)
-        except BaseException:
-            _pop(key, name, True)
+        except BaseException as exc:
+            frame.__exit__(type(exc), exc, None)
             raise
-        _pop(key, name, False)
+        frame.__exit__(None, None, None)
         return result
 
     return timed_call
@@ -335,6 +401,7 @@ def after_fork_child() -> None:
     if st is not None:
         st.mm = None
         st.epoch = -1
+        st.pos = st.end = 0
 
 
 def set_clock(clock: Callable[[], int] | None) -> None:
