@@ -21,8 +21,9 @@ def child_env(**extra: str | None) -> dict[str, str]:
     return env
 
 
-def run_python(code: str, *, timeout: float = 60, check: bool = True,
-               **env: str | None) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *, timeout: float = 60, check: bool = True, **env: str | None
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` as a script file in a fresh interpreter with extra environment variables.
 
     A file rather than ``-c``: spawn and forkserver children re-import ``__main__``.
@@ -80,5 +81,4 @@ def scopes_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def log_files(directory: str) -> list[str]:
     if not os.path.isdir(directory):
         return []
-    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
-                  if f.endswith(".lpf"))
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".lpf"))

@@ -43,18 +43,47 @@ def recorded(logdir: str) -> str:
 
 def test_report_json_has_every_spec_field(recorded: str) -> None:
     report = report_json(recorded)
-    assert set(report) >= {"liteprof_version", "sources", "records", "skipped", "wall_ns",
-                           "scopes", "groups", "processes"}
+    assert set(report) >= {
+        "liteprof_version",
+        "sources",
+        "records",
+        "skipped",
+        "wall_ns",
+        "scopes",
+        "groups",
+        "processes",
+    }
     assert report["sources"] == [recorded]
     assert report["records"] == 50 * 3 + 1 + 3
     assert report["skipped"] == 0
     assert isinstance(report["wall_ns"], int) and report["wall_ns"] > 0
     for row in report["scopes"]:
-        assert set(row) == {"name", "group", "count", "errors", "total_ns", "self_ns",
-                            "mean_ns", "min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"}
+        assert set(row) == {
+            "name",
+            "group",
+            "count",
+            "errors",
+            "total_ns",
+            "self_ns",
+            "mean_ns",
+            "min_ns",
+            "p50_ns",
+            "p90_ns",
+            "p99_ns",
+            "max_ns",
+        }
         assert isinstance(row["mean_ns"], float)
-        for key in ("count", "errors", "total_ns", "self_ns", "min_ns", "p50_ns", "p90_ns",
-                    "p99_ns", "max_ns"):
+        for key in (
+            "count",
+            "errors",
+            "total_ns",
+            "self_ns",
+            "min_ns",
+            "p50_ns",
+            "p90_ns",
+            "p99_ns",
+            "max_ns",
+        ):
             assert isinstance(row[key], int)
         assert row["min_ns"] <= row["p50_ns"] <= row["p90_ns"] <= row["p99_ns"] <= row["max_ns"]
         assert 0 <= row["self_ns"] <= row["total_ns"]
@@ -93,8 +122,12 @@ def test_text_formats(recorded: str, fmt: str) -> None:
     assert "Step:Model" in proc.stdout
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-        assert {r["name"] for r in rows} == {"Step:Model", "Step:Schedule", "Model:Forward",
-                                           "Step:Fails"}
+        assert {r["name"] for r in rows} == {
+            "Step:Model",
+            "Step:Schedule",
+            "Model:Forward",
+            "Step:Fails",
+        }
     if fmt == "table":
         assert "Group Step" in proc.stdout and "TOTAL" in proc.stdout
 
@@ -115,8 +148,9 @@ def test_names_are_escaped_so_a_row_stays_one_row(logdir: str) -> None:
     csv_out = cli("report", logdir, "--format", "csv").stdout
     assert len(csv_out.splitlines()) == 1 + 6
     md = cli("report", logdir, "--format", "markdown").stdout
-    table_rows = [line for line in md.splitlines()
-                  if line.startswith("| ") and not line.startswith("| ---")]
+    table_rows = [
+        line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| ---")
+    ]
     assert len(table_rows) == 1 + 6  # the header row and one per scope
     assert "<b>" not in md and "a\\|b" in md
     table = cli("report", logdir).stdout

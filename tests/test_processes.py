@@ -188,7 +188,9 @@ def test_rank_from_environment_and_header_fields(logdir: str) -> None:
         )
     report = read(logdir)
     assert sorted((p["rank"] is None, p["rank"]) for p in report["processes"]) == [
-        (False, 1), (False, 3), (True, None)
+        (False, 1),
+        (False, 3),
+        (True, None),
     ]
     for p in report["processes"]:
         assert p["host"] and isinstance(p["pid"], int) and p["records"] == 1

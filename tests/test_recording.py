@@ -186,9 +186,9 @@ def test_threads_nest_on_their_own(logdir: str, clock: StepClock) -> None:
     total = scopes_by_name(read(logdir))
     assert total["T:Outer"]["count"] == 1600 and total["T:Inner"]["count"] == 1600
     # Self time never goes negative and inner time is fully subtracted from outer.
-    assert total["T:Outer"]["self_ns"] == total["T:Outer"]["total_ns"] - total["T:Inner"][
-        "total_ns"
-    ]
+    assert (
+        total["T:Outer"]["self_ns"] == total["T:Outer"]["total_ns"] - total["T:Inner"]["total_ns"]
+    )
 
 
 def test_asyncio_tasks_do_not_nest_into_each_other(logdir: str) -> None:
@@ -288,8 +288,17 @@ def test_scope_left_open_across_disable_is_dropped(logdir: str) -> None:
 
 
 def test_any_str_name_round_trips(logdir: str) -> None:
-    names = ["a|b", "line\nbreak", "tab\there", "ünïcødé ✓", "", "x" * 10_000,
-             "<b>html</b>", "lone \udc80 surrogate", "Group:with:colons"]
+    names = [
+        "a|b",
+        "line\nbreak",
+        "tab\there",
+        "ünïcødé ✓",
+        "",
+        "x" * 10_000,
+        "<b>html</b>",
+        "lone \udc80 surrogate",
+        "Group:with:colons",
+    ]
     liteprof.enable(logdir)
     for n in names:
         with liteprof.scope(n):

@@ -10,7 +10,8 @@ import os
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, Iterable, TypeVar, overload
+from collections.abc import Iterable
+from typing import Any, Callable, TypeVar, overload
 
 from . import _writer
 from ._writer import LogWriter, current_process_name
@@ -298,9 +299,7 @@ def timed(func_or_name: Any) -> Any:
         return decorate
     if callable(func_or_name):
         return _wrap(func_or_name, _qualified_name(func_or_name))
-    raise TypeError(
-        f"timed expects a function or a name (str), not {type(func_or_name).__name__}"
-    )
+    raise TypeError(f"timed expects a function or a name (str), not {type(func_or_name).__name__}")
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -362,8 +361,11 @@ def _select_backend(name: str) -> None:
     for mod in (liteprof, sys.modules.get("liteprof.compat.vllm")):
         if mod is not None:
             mod.__dict__.update(
-                {k: v for k, v in (("BACKEND", BACKEND), ("scope", scope), ("Scope", Scope))
-                 if k in mod.__dict__}
+                {
+                    k: v
+                    for k, v in (("BACKEND", BACKEND), ("scope", scope), ("Scope", Scope))
+                    if k in mod.__dict__
+                }
             )
             if "LiteScope" in mod.__dict__:
                 mod.__dict__["LiteScope"] = mod.__dict__["LiteProfilerScope"] = scope

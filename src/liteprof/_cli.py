@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from ._version import __version__
 
@@ -64,14 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report",
         help="report one or more logs",
-        description="Report log directories, liteprof log files or vLLM lite-profiler "
-        "text logs.",
+        description="Report log directories, liteprof log files or vLLM lite-profiler text logs.",
     )
     report.add_argument("paths", nargs="+", metavar="PATH")
-    report.add_argument("--format", choices=("table", "json", "csv", "markdown"),
-                        default="table")
-    report.add_argument("--by", choices=("process", "thread"), default=None,
-                        help="one row per scope and process, or per scope and thread")
+    report.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    report.add_argument(
+        "--by",
+        choices=("process", "thread"),
+        default=None,
+        help="one row per scope and process, or per scope and thread",
+    )
 
     diff = sub.add_parser(
         "diff",
@@ -82,10 +85,20 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("base", metavar="BASE")
     diff.add_argument("new", metavar="NEW")
     diff.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    diff.add_argument("--threshold", type=_percent, default=5.0, metavar="PCT",
-                      help="smallest relative change of the mean that counts (default 5)")
-    diff.add_argument("--fail-above", type=_percent, default=None, metavar="PCT",
-                      help="exit 1 when a scope is slower by more than PCT percent")
+    diff.add_argument(
+        "--threshold",
+        type=_percent,
+        default=5.0,
+        metavar="PCT",
+        help="smallest relative change of the mean that counts (default 5)",
+    )
+    diff.add_argument(
+        "--fail-above",
+        type=_percent,
+        default=None,
+        metavar="PCT",
+        help="exit 1 when a scope is slower by more than PCT percent",
+    )
     return parser
 
 
@@ -225,9 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, LogError):
             sys.stderr.write(f"liteprof: error: {_one_line(exc)}\n")
         else:
-            sys.stderr.write(
-                f"liteprof: error: {type(exc).__name__}: {_one_line(exc)}\n"
-            )
+            sys.stderr.write(f"liteprof: error: {type(exc).__name__}: {_one_line(exc)}\n")
         return EXIT_ERROR
 
 

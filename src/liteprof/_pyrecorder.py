@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from . import _format as F
 
-
 BACKEND = "python"
 
 _SLOT = F.SLOT_SIZE

@@ -187,8 +187,9 @@ def _read_binary(path: str, b: _Builder) -> None:
     if nslots == 0:
         return
     slots = np.memmap(path, dtype=SLOT_DTYPE, mode="r", offset=F.HEADER_SIZE, shape=(nslots,))
-    raw_bytes = np.memmap(path, dtype=np.uint8, mode="r", offset=F.HEADER_SIZE,
-                          shape=(nslots * F.SLOT_SIZE,))
+    raw_bytes = np.memmap(
+        path, dtype=np.uint8, mode="r", offset=F.HEADER_SIZE, shape=(nslots * F.SLOT_SIZE,)
+    )
     try:
         _read_blocks(path, slots, raw_bytes, meta, proc, b)
     finally:

@@ -73,8 +73,9 @@ def _scope_row(name: str, stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: (-r["total_ns"], r["name"], r.get("pid") or 0,
-                                       r.get("tid") or 0))
+    return sorted(
+        rows, key=lambda r: (-r["total_ns"], r["name"], r.get("pid") or 0, r.get("tid") or 0)
+    )
 
 
 def build_report(ev: Events, by: str | None = None) -> dict[str, Any]:
@@ -125,8 +126,7 @@ def build_report(ev: Events, by: str | None = None) -> dict[str, Any]:
         "scopes": scopes,
         "groups": _groups(name_rows, ev),
         "processes": [
-            {k: p[k] for k in ("pid", "name", "host", "rank", "records")}
-            for p in ev.processes
+            {k: p[k] for k in ("pid", "name", "host", "rank", "records")} for p in ev.processes
         ],
         "cross_process": _cross_process(ev),
     }
@@ -167,8 +167,9 @@ def _cross_process(ev: Events) -> list[dict[str, Any]]:
         return []
     known = ev.proc >= 0
     key = ev.name[known].astype(np.int64) * n_proc + ev.proc[known]
-    totals = np.bincount(key, weights=ev.dur[known].astype(np.float64),
-                         minlength=len(ev.names) * n_proc).reshape(len(ev.names), n_proc)
+    totals = np.bincount(
+        key, weights=ev.dur[known].astype(np.float64), minlength=len(ev.names) * n_proc
+    ).reshape(len(ev.names), n_proc)
     counts = np.bincount(key, minlength=len(ev.names) * n_proc).reshape(len(ev.names), n_proc)
     out = []
     for i, name in enumerate(ev.names):
@@ -189,5 +190,5 @@ def _cross_process(ev: Events) -> list[dict[str, Any]]:
                 "spread": float(vals.max() / vals.min()) if vals.min() > 0 else None,
             }
         )
-    out.sort(key=lambda r: -r["max_total_ns"])
+    out.sort(key=lambda r: -int(r["max_total_ns"]))
     return out

@@ -235,8 +235,9 @@ class LogWriter:
         with self._lock:
             ident = self._threads
             self._threads += 1
-            self._write_meta(F.META_THREAD, ident, native_id & 0xFFFFFFFFFFFFFFFF,
-                             F.encode_text(name))
+            self._write_meta(
+                F.META_THREAD, ident, native_id & 0xFFFFFFFFFFFFFFFF, F.encode_text(name)
+            )
         return ident
 
     # -- life cycle ---------------------------------------------------------------------

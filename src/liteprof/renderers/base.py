@@ -73,8 +73,19 @@ def row_label(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-SCOPE_HEADERS = ["Scope", "Count", "Errors", "Total (s)", "Self (s)", "Mean", "Min",
-                 "p50", "p90", "p99", "Max"]
+SCOPE_HEADERS = [
+    "Scope",
+    "Count",
+    "Errors",
+    "Total (s)",
+    "Self (s)",
+    "Mean",
+    "Min",
+    "p50",
+    "p90",
+    "p99",
+    "Max",
+]
 
 
 def scope_cells(row: dict[str, Any], name_width: int | None = 100) -> list[str]:

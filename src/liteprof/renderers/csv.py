@@ -8,8 +8,20 @@ from typing import Any
 
 from .base import Renderer, one_line
 
-COLUMNS = ["name", "group", "count", "errors", "total_ns", "self_ns", "mean_ns", "min_ns",
-           "p50_ns", "p90_ns", "p99_ns", "max_ns"]
+COLUMNS = [
+    "name",
+    "group",
+    "count",
+    "errors",
+    "total_ns",
+    "self_ns",
+    "mean_ns",
+    "min_ns",
+    "p50_ns",
+    "p90_ns",
+    "p99_ns",
+    "max_ns",
+]
 
 
 class CsvRenderer(Renderer):

@@ -24,27 +24,51 @@ Section = tuple[str, list[str], list[list[str]]]
 def sections(report: dict[str, Any]) -> list[Section]:
     """The report's tables as (title, headers, rows of cells)."""
     out: list[Section] = [
-        ("Scopes (largest total first)", SCOPE_HEADERS,
-         [scope_cells(r) for r in report["scopes"]])
+        ("Scopes (largest total first)", SCOPE_HEADERS, [scope_cells(r) for r in report["scopes"]])
     ]
     for group in report["groups"]:
-        rows = [[shorten(one_line(s["name"])), fmt_seconds(s["total_ns"]),
-                 fmt_percent(s["share"])] for s in group["scopes"]]
+        rows = [
+            [shorten(one_line(s["name"])), fmt_seconds(s["total_ns"]), fmt_percent(s["share"])]
+            for s in group["scopes"]
+        ]
         rows.append(["TOTAL", fmt_seconds(group["total_ns"]), "100.00%"])
-        out.append((f"Group {one_line(group['group'])}", ["Scope", "Seconds", "% of group"],
-                    rows))
+        out.append((f"Group {one_line(group['group'])}", ["Scope", "Seconds", "% of group"], rows))
     if len(report.get("processes", [])) > 1:
-        out.append(("Processes", ["PID", "Name", "Host", "Rank", "Events"],
-                    [[str(p["pid"]), one_line(p["name"]), one_line(p["host"]),
-                      "" if p["rank"] is None else str(p["rank"]), str(p["records"])]
-                     for p in report["processes"]]))
+        out.append(
+            (
+                "Processes",
+                ["PID", "Name", "Host", "Rank", "Events"],
+                [
+                    [
+                        str(p["pid"]),
+                        one_line(p["name"]),
+                        one_line(p["host"]),
+                        "" if p["rank"] is None else str(p["rank"]),
+                        str(p["records"]),
+                    ]
+                    for p in report["processes"]
+                ],
+            )
+        )
     cross = report.get("cross_process") or []
     if cross:
-        out.append(("Across processes (per-process totals)",
-                    ["Scope", "Processes", "Min (s)", "Median (s)", "Max (s)", "Slowest"],
-                    [[shorten(one_line(c["name"])), str(c["processes"]),
-                      fmt_seconds(c["min_total_ns"]), fmt_seconds(c["median_total_ns"]),
-                      fmt_seconds(c["max_total_ns"]), one_line(_slowest(c))] for c in cross]))
+        out.append(
+            (
+                "Across processes (per-process totals)",
+                ["Scope", "Processes", "Min (s)", "Median (s)", "Max (s)", "Slowest"],
+                [
+                    [
+                        shorten(one_line(c["name"])),
+                        str(c["processes"]),
+                        fmt_seconds(c["min_total_ns"]),
+                        fmt_seconds(c["median_total_ns"]),
+                        fmt_seconds(c["max_total_ns"]),
+                        one_line(_slowest(c)),
+                    ]
+                    for c in cross
+                ],
+            )
+        )
     return out
 
 
@@ -85,8 +109,9 @@ class RichTableRenderer(Renderer):
         for title, headers, rows in sections(report):
             table = Table(title=title, title_justify="left")
             for i, h in enumerate(headers):
-                table.add_column(h, justify="left" if i == 0 else "right",
-                                 overflow="ellipsis", no_wrap=True)
+                table.add_column(
+                    h, justify="left" if i == 0 else "right", overflow="ellipsis", no_wrap=True
+                )
             for cells in rows:
                 table.add_row(*(Text(c) for c in cells))
             console.print(table)
