@@ -230,3 +230,32 @@ def test_recording_failure_never_breaks_the_program(tmp_path: os.PathLike[str]) 
     )
     assert proc.stdout.split() == [str(sum(range(1000))), "False"]
     assert proc.stderr.count("recording stopped") == 1
+
+
+def test_straggler_rank_stands_out_in_cross_process_summary(logdir: str) -> None:
+    code = """
+        import os, time, liteprof
+        rank = int(os.environ["RANK"])
+        for _ in range(5):
+            with liteprof.scope("Step:Model"):
+                time.sleep(0.002 if rank != 2 else 0.02)
+        """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=child_env(LITEPROF_LOG=logdir, RANK=str(rank)),
+        )
+        for rank in range(4)
+    ]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    report = read(logdir)
+    assert sorted(p["rank"] for p in report["processes"]) == [0, 1, 2, 3]
+    (entry,) = [c for c in report["cross_process"] if c["name"] == "Step:Model"]
+    assert entry["processes"] == 4
+    assert entry["slowest"]["rank"] == 2
+    assert entry["max_total_ns"] > 5 * entry["median_total_ns"]
+    assert entry["min_total_ns"] <= entry["median_total_ns"] <= entry["max_total_ns"]
+    by_proc = read(logdir, by="process")
+    rows = [r for r in by_proc["scopes"] if r["name"] == "Step:Model"]
+    assert len(rows) == 4 and len({r["pid"] for r in rows}) == 4

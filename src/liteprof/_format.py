@@ -22,7 +22,10 @@ BLOCK_MAGIC = b"LPBK"
 # magic, owner, size, sequence, reserved(16)
 BLOCK_STRUCT = struct.Struct("<4sIII16x")
 META_OWNER = 0xFFFFFFFF
-MIN_BLOCK = 64 * 1024
+PAD_OWNER = 0xFFFFFFFE  # filler that aligns the next block for mmap; readers skip it
+# A thread's first block is one page, so that short-lived threads cost 4 KiB of disk;
+# busy threads double their blocks up to MAX_BLOCK.
+MIN_BLOCK = 4 * 1024
 MAX_BLOCK = 1024 * 1024
 
 # start, dur, child, name, flags

@@ -276,7 +276,7 @@ def _next_block(st: _ThreadState) -> bool:
         return False
     st.mm = mm
     st.pos = _SLOT
-    st.end = st.size
+    st.end = len(mm)  # the writer may round the size up
     return True
 
 

@@ -219,6 +219,8 @@ def _read_blocks(
         end = min(pos + bsize // slot_bytes, nslots)
         if owner == F.META_OWNER:
             meta_blocks.append((pos + 1, end))
+        elif owner == F.PAD_OWNER:
+            pass
         else:
             thread_blocks.append((pos + 1, end, owner))
         pos += bsize // slot_bytes

@@ -29,6 +29,9 @@ _OPEN_FLAGS = (
 )
 
 
+_MAP_UNIT = max(mmap.ALLOCATIONGRANULARITY, mmap.PAGESIZE, F.SLOT_SIZE)
+
+
 def process_rank() -> int | None:
     """The rank from ``RANK``, else ``LOCAL_RANK``, as an int; ``None`` where neither parses."""
     for var in ("RANK", "LOCAL_RANK"):
@@ -160,10 +163,27 @@ class LogWriter:
     # -- blocks -------------------------------------------------------------------------
 
     def _allocate(self, owner: int, size: int) -> mmap.mmap:
-        """Reserve, label and map a new block; caller holds the lock."""
+        """Reserve, label and map a new block; caller holds the lock.
+
+        The block may be larger than asked: ``mmap`` needs offsets and lengths in whole
+        allocation units (4 KiB on Linux x86, 16 or 64 KiB on some other systems), so the
+        size is rounded up and, where the next offset is not aligned, a padding block is
+        put in first. Callers use ``len()`` of the returned map as the block's size.
+        """
         if self.closed:
             raise ValueError("log writer is closed")
+        unit = _MAP_UNIT
         offset = self._end
+        if offset % unit:
+            pad = unit - offset % unit
+            _reserve(self.fd, offset, pad)
+            os.pwrite(
+                self.fd, F.BLOCK_STRUCT.pack(F.BLOCK_MAGIC, F.PAD_OWNER, pad, self._seq), offset
+            )
+            self._seq += 1
+            offset += pad
+            self._end = offset
+        size = -(-max(size, 2 * F.SLOT_SIZE) // unit) * unit
         _reserve(self.fd, offset, size)
         os.pwrite(self.fd, F.BLOCK_STRUCT.pack(F.BLOCK_MAGIC, owner, size, self._seq), offset)
         mapped = mmap.mmap(self.fd, size, mmap.MAP_SHARED, offset=offset)
@@ -206,7 +226,7 @@ class LogWriter:
             self._next_meta_size = min(max(size, self._next_meta_size * 2), F.MAX_BLOCK)
             self._meta_map = self._allocate(F.META_OWNER, size)
             self._meta_pos = F.SLOT_SIZE
-            self._meta_size = size
+            self._meta_size = len(self._meta_map)
         m = self._meta_map
         pos = self._meta_pos
         # Payload first, head last: a reader that sees the head sees the whole entry.
