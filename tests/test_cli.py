@@ -246,3 +246,16 @@ def test_vllm_compat_switch_by_one_import(tmp_path: os.PathLike[str]) -> None:
     )
     assert "Step:Model" in proc.stderr and "Group Model" in proc.stderr
     assert proc.stdout.strip() == "removed"
+
+
+def test_empty_directory_is_an_error_and_run_of_a_silent_program_says_so(
+    tmp_path: os.PathLike[str],
+) -> None:
+    empty = os.path.join(os.fspath(tmp_path), "empty")
+    os.mkdir(empty)
+    proc = cli("report", empty)
+    assert proc.returncode == 2 and "no liteprof logs" in proc.stderr
+    proc = cli("run", "--", sys.executable, "-c", "print('hi')")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "hi"
+    assert "nothing was recorded" in proc.stderr

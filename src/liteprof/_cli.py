@@ -6,13 +6,14 @@ Errors are one line on stderr and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ._version import __version__
@@ -112,11 +113,32 @@ def _percent(text: str) -> float:
     return value
 
 
-def _emit(text: str) -> None:
-    sys.stdout.write(text)
+def _emit(text: str, ascii_text: Callable[[], str] | None = None) -> None:
+    """Write ``text`` and a newline to stdout, whatever characters it holds.
+
+    Scope names may be any ``str``, lone surrogates included, which no encoding accepts
+    (a strict stdout raises, a ``surrogateescape`` one writes invalid UTF-8). Where stdout's
+    encoding cannot take the text, ``ascii_text()`` is written instead when given (JSON:
+    the same document with ``\\uXXXX`` escapes, which every JSON reader decodes to the same
+    strings), else the characters are backslash-escaped.
+    """
     if not text.endswith("\n"):
-        sys.stdout.write("\n")
+        text += "\n"
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:
+        if ascii_text is not None:
+            text = ascii_text() + "\n"
+        data = text.encode(encoding, "backslashreplace")
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # stdout replaced by a text-only stream
+        sys.stdout.write(data.decode(encoding))
+        sys.stdout.flush()
+        return
     sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
 
 
 def _load_report_modules() -> Any:
@@ -137,7 +159,8 @@ def cmd_report(paths: Sequence[str], fmt: str, by: str | None) -> int:
     from .renderers import render
 
     events = reader.read_logs(list(paths))
-    _emit(render(build_report(events, by=by), fmt))
+    report = build_report(events, by=by)
+    _emit(render(report, fmt), (lambda: json.dumps(report, indent=2)) if fmt == "json" else None)
     return 0
 
 
@@ -163,10 +186,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        if os.path.isdir(log_dir):
+        if os.path.isdir(log_dir) and any(f.endswith(".lpf") for f in os.listdir(log_dir)):
             cmd_report([log_dir], args.format, args.by)
         else:
-            sys.stderr.write(f"liteprof: nothing was recorded in {log_dir}\n")
+            sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
     except Exception as exc:  # the command's exit status matters more than the report
         sys.stderr.write(f"liteprof: cannot report {log_dir}: {_one_line(exc)}\n")
     finally:

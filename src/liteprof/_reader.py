@@ -8,9 +8,11 @@ allocated, and nothing read is ever evaluated.
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from ._errors import LogError
 
 SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
 _MAX_TEXT_LOG = 1 << 34  # 16 GiB: refuse anything larger rather than exhaust memory
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass
@@ -115,11 +118,14 @@ def _expand(paths: list[str]) -> list[str]:
                 entries = sorted(os.listdir(path))
             except OSError as exc:
                 raise LogError(f"cannot read directory {path}: {exc.strerror}") from None
-            files.extend(
+            found = [
                 os.path.join(path, e)
                 for e in entries
                 if e.endswith(F.SUFFIX) and os.path.isfile(os.path.join(path, e))
-            )
+            ]
+            if not found:
+                raise LogError(f"no liteprof logs (*{F.SUFFIX}) in directory {path}")
+            files.extend(found)
         elif os.path.exists(path):
             files.append(path)
         else:
@@ -132,16 +138,32 @@ def read_logs(paths: list[str]) -> Events:
     builder = _Builder()
     builder.sources = [os.fspath(p) for p in paths]
     for path in _expand(builder.sources):
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(len(F.MAGIC))
-        except OSError as exc:
-            raise LogError(f"cannot read {path}: {exc.strerror}") from None
+        head = _read_head(path)
         if head == F.MAGIC:
             _read_binary(path, builder)
         else:
             _read_text(path, builder)
     return builder.build()
+
+
+def _read_head(path: str) -> bytes:
+    """The first bytes of ``path``, which must be a regular file.
+
+    A pipe or a device (``/dev/zero``, a FIFO named on the command line) would block the
+    reader or never end, so anything but a regular file is refused; ``O_NONBLOCK`` keeps
+    the open itself from waiting for a FIFO's writer.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LogError(f"{path}: not a regular file")
+            return os.pread(fd, len(F.MAGIC), 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LogError(f"cannot read {path}: {exc.strerror}") from None
 
 
 # -- liteprof binary logs -----------------------------------------------------------------
@@ -168,7 +190,7 @@ def _read_binary(path: str, b: _Builder) -> None:
             loaded = json.loads(raw.decode("utf-8"))
             if isinstance(loaded, dict):
                 meta = loaded
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             meta = {}
 
     proc = len(b.processes)
@@ -184,6 +206,17 @@ def _read_binary(path: str, b: _Builder) -> None:
     b.processes.append(process)
 
     nslots = (size - F.HEADER_SIZE) // F.SLOT_SIZE if size > F.HEADER_SIZE else 0
+    tail = (size - F.HEADER_SIZE) % F.SLOT_SIZE if size > F.HEADER_SIZE else 0
+    if tail:
+        # A cut file: the torn last slot is a damaged record if anything was in it (the
+        # writer only ever grows files by whole blocks, so a live log never has a tail).
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(size - tail)
+                if any(fh.read(tail)):
+                    b.skipped += 1
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {exc.strerror}") from None
     if nslots == 0:
         return
     slots = np.memmap(path, dtype=SLOT_DTYPE, mode="r", offset=F.HEADER_SIZE, shape=(nslots,))
@@ -278,13 +311,10 @@ def _read_blocks(
     thread_local = owners[block_of]
     del block_of, idx
 
-    lut_size = max(name_ids) + 1 if name_ids else 0
-    lut = np.full(lut_size + 1, -1, dtype=np.int64)
-    for fid, gid in name_ids.items():
-        lut[fid] = gid
-    name_clamped = np.minimum(name_raw, lut_size).astype(np.int64)
-    gname = lut[name_clamped]
-    valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (thread_local >= 0)
+    gname = _map_names(name_raw, name_ids)
+    # A monotonic clock never reads negative: a negative start, like a negative duration,
+    # is a damaged slot (and keeping starts >= 0 keeps start + dur from overflowing below).
+    valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (start >= 0) & (thread_local >= 0)
     nvalid = int(np.count_nonzero(valid))
     b.skipped += int(valid.size - nvalid)
     if nvalid != valid.size:
@@ -301,7 +331,9 @@ def _read_blocks(
     wall = meta.get("wall_ns")
     if isinstance(mono, int) and isinstance(wall, int):
         first = int(start.min())
-        last = int((start + dur).max())
+        # start + dur without int64 overflow (both are >= 0 here): forged durations near
+        # 2**63 must not wrap the end time around.
+        last = int((start + np.minimum(dur, _INT64_MAX - start)).max())
         b.span(wall + (first - mono), wall + (last - mono))
     b.processes[proc]["records"] = nvalid
     b.parts.append(
@@ -316,49 +348,74 @@ def _read_blocks(
     )
 
 
+def _map_names(name_raw: np.ndarray, name_ids: dict[int, int]) -> np.ndarray:
+    """File name ids -> global name indices; ``-1`` for an id no metadata entry defines.
+
+    Ids are 32-bit and come from the file: a dense lookup table is only built when it is
+    small (the writer numbers names 0, 1, 2, ...); a forged id like 2**32-1 would otherwise
+    make it 32 GiB. Otherwise the ids are looked up in the sorted list of defined ones.
+    """
+    if not name_ids:
+        return np.full(name_raw.shape, -1, dtype=np.int64)
+    top = max(name_ids)
+    if top < 4 * len(name_ids) + 1024:
+        lut = np.full(top + 2, -1, dtype=np.int64)
+        for fid, gid in name_ids.items():
+            lut[fid] = gid
+        return lut[np.minimum(name_raw, top + 1).astype(np.int64)]  # type: ignore[no-any-return]
+    keys = np.array(sorted(name_ids), dtype=np.int64)
+    values = np.array([name_ids[k] for k in keys.tolist()], dtype=np.int64)
+    raw = name_raw.astype(np.int64)
+    at = np.minimum(np.searchsorted(keys, raw), keys.size - 1)
+    return np.where(keys[at] == raw, values[at], -1)  # type: ignore[no-any-return]
+
+
 # -- vLLM lite-profiler text logs ---------------------------------------------------------
 
 
 def _read_text(path: str, b: _Builder) -> None:
+    # Streamed line by line into compact arrays: holding the whole file plus one Python
+    # object per line would cost over ten times the file's size.
+    names = array.array("i")
+    durs = array.array("q")
+    skipped = 0
     try:
         size = os.path.getsize(path)
         if size > _MAX_TEXT_LOG:
             raise LogError(f"{path}: too large for a text log ({size} bytes)")
         with open(path, "rb") as fh:
-            data = fh.read()
+            if b"\0" in fh.read(65536):
+                raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
+            fh.seek(0)
+            for chunk in fh:
+                for line in chunk.splitlines():  # also splits at a lone "\r", as before
+                    name, sep, value = line.rpartition(b"|")
+                    if not sep:
+                        if line.strip():
+                            skipped += 1
+                        continue
+                    value = value.strip()
+                    if not value.isdigit() or len(value) > 18:
+                        skipped += 1
+                        continue
+                    try:
+                        text = name.decode("utf-8")
+                    except UnicodeDecodeError:
+                        skipped += 1
+                        continue
+                    names.append(b.intern(text))
+                    durs.append(int(value))
     except OSError as exc:
         raise LogError(f"cannot read {path}: {exc.strerror}") from None
-    if b"\0" in data[:65536]:
-        raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
-    names: list[int] = []
-    durs: list[int] = []
-    skipped = 0
-    for line in data.splitlines():
-        name, sep, value = line.rpartition(b"|")
-        if not sep:
-            if line.strip():
-                skipped += 1
-            continue
-        value = value.strip()
-        if not value.isdigit() or len(value) > 18:
-            skipped += 1
-            continue
-        try:
-            text = name.decode("utf-8")
-        except UnicodeDecodeError:
-            skipped += 1
-            continue
-        names.append(b.intern(text))
-        durs.append(int(value))
     if not names and skipped:
         raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
     b.text = True
     b.skipped += skipped
     n = len(names)
-    dur = np.array(durs, dtype=np.int64)
+    dur = np.frombuffer(durs, dtype=np.int64) if n else np.zeros(0, np.int64)
     b.parts.append(
         (
-            np.array(names, dtype=np.int32),
+            np.frombuffer(names, dtype=np.int32) if n else np.zeros(0, np.int32),
             dur,
             dur.copy(),
             np.zeros(n, dtype=bool),
