@@ -1,9 +1,11 @@
-"""Processes: crash survival, fork, spawn, forkserver, pools, subprocesses, filters, ranks."""
+"""Processes: fork, spawn, forkserver, pools, subprocesses, filters, ranks.
+
+Crash survival (SIGKILL, SIGTERM, os._exit, SIGSEGV) is in ``test_crash.py``.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -11,40 +13,6 @@ import textwrap
 import pytest
 
 from .helpers import child_env, log_files, read, run_python, scopes_by_name
-
-
-def test_events_survive_sigkill_without_flush(logdir: str) -> None:
-    code = textwrap.dedent(
-        """
-        import os, sys, threading, time, liteprof
-        def work(n):
-            for _ in range(n):
-                with liteprof.scope("Crash:Closed"):
-                    pass
-        threads = [threading.Thread(target=work, args=(2500,)) for _ in range(4)]
-        for t in threads: t.start()
-        for t in threads: t.join()
-        with liteprof.scope("Crash:Open"):
-            print("ready", flush=True)
-            time.sleep(60)
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=child_env(LITEPROF_LOG=logdir),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    with proc.stdout:
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    report = read(logdir)
-    rows = scopes_by_name(report)
-    assert rows["Crash:Closed"]["count"] == 10_000
-    assert "Crash:Open" not in rows
-    assert report["skipped"] == 0
 
 
 def test_env_var_records_every_python_subprocess(logdir: str) -> None:
@@ -238,7 +206,7 @@ def test_straggler_rank_stands_out_in_cross_process_summary(logdir: str) -> None
         rank = int(os.environ["RANK"])
         for _ in range(5):
             with liteprof.scope("Step:Model"):
-                time.sleep(0.002 if rank != 2 else 0.02)
+                time.sleep(0.002 if rank != 2 else 0.04)
         """
     procs = [
         subprocess.Popen(
@@ -254,7 +222,7 @@ def test_straggler_rank_stands_out_in_cross_process_summary(logdir: str) -> None
     (entry,) = [c for c in report["cross_process"] if c["name"] == "Step:Model"]
     assert entry["processes"] == 4
     assert entry["slowest"]["rank"] == 2
-    assert entry["max_total_ns"] > 5 * entry["median_total_ns"]
+    assert entry["max_total_ns"] > 2 * entry["median_total_ns"]
     assert entry["min_total_ns"] <= entry["median_total_ns"] <= entry["max_total_ns"]
     by_proc = read(logdir, by="process")
     rows = [r for r in by_proc["scopes"] if r["name"] == "Step:Model"]

@@ -154,7 +154,10 @@ class _Frame:
                 _add_to_parent(stack, self.task, dur)
         # Store the event: the same as _write(), inline for speed.
         pos = st.pos
-        ident = _names.get(self.name)
+        try:
+            ident = _names.get(self.name)
+        except TypeError:  # an unhashable name: _write reports the bad name, never raises
+            ident = None
         if ident is None or pos >= st.end or st.epoch != _epoch:
             _write(self.start, dur, self.child, self.name, self.depth, et is not None)
             return
@@ -221,7 +224,12 @@ def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool)
         if st.epoch != _epoch:
             if not _attach(st):
                 return
-        ident = _names.get(name)
+        try:
+            ident = _names.get(name)
+        except TypeError:
+            # Unhashable, so not a str: name_id() below reports the bad name as a
+            # recording failure (one warning, recording stops) instead of dropping it here.
+            ident = None
         if ident is None:
             ident = _session.name_id(name)
             if ident < 0:

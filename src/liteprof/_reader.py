@@ -367,7 +367,7 @@ def _map_names(name_raw: np.ndarray, name_ids: dict[int, int]) -> np.ndarray:
     values = np.array([name_ids[k] for k in keys.tolist()], dtype=np.int64)
     raw = name_raw.astype(np.int64)
     at = np.minimum(np.searchsorted(keys, raw), keys.size - 1)
-    return np.where(keys[at] == raw, values[at], -1)  # type: ignore[no-any-return]
+    return np.where(keys[at] == raw, values[at], -1)
 
 
 # -- vLLM lite-profiler text logs ---------------------------------------------------------

@@ -27,10 +27,29 @@ def _key_dtype(n: int) -> Any:
     return np.uint16 if n <= 0xFFFF else np.int64
 
 
+def _sums(values: np.ndarray, starts: np.ndarray) -> list[int]:
+    """Exact per-segment sums of non-negative int64 ``values`` as Python ints.
+
+    Durations come from files: forged ones near 2**63 would wrap an int64 sum around. When
+    that is possible, the high and low 32 bits are summed apart (each fits) and joined.
+    """
+    if values.size == 0 or int(values.max()) * values.size < 1 << 63:
+        return np.add.reduceat(values, starts).tolist()  # type: ignore[no-any-return]
+    high = np.add.reduceat(values >> 32, starts).tolist()
+    low = np.add.reduceat(values & 0xFFFFFFFF, starts).tolist()
+    return [(h << 32) + lo for h, lo in zip(high, low)]
+
+
 def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, Any]]:
     """Statistics of the events for each key value in ``[0, n_keys)`` that occurs."""
     if key.size == 0:
         return []
+    occurring = None
+    if n_keys > 4 * key.size + 65536:
+        # Sparse keys (many names times many threads, say, in a forged log): number the
+        # keys that occur rather than allocate a counter for every possible one.
+        occurring, key = np.unique(key, return_inverse=True)
+        n_keys = int(occurring.size)
     key = key.astype(_key_dtype(n_keys), copy=False)
     counts = np.bincount(key, minlength=n_keys)
     present = np.flatnonzero(counts)
@@ -38,8 +57,8 @@ def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, An
     dur = ev.dur[order]
     bounds = np.concatenate(([0], np.cumsum(counts[present])))
     starts = bounds[:-1]
-    totals = np.add.reduceat(dur, starts)
-    selfs = np.add.reduceat(ev.self_ns[order], starts)
+    totals = _sums(dur, starts)
+    selfs = _sums(ev.self_ns[order], starts)
     errors = np.add.reduceat(ev.error[order].astype(np.int64), starts)
     del order
     rows: list[dict[str, Any]] = []
@@ -50,12 +69,12 @@ def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, An
         n = b - a
         rows.append(
             {
-                "key": k,
+                "key": k if occurring is None else int(occurring[k]),
                 "count": n,
                 "errors": int(errors[i]),
-                "total_ns": int(totals[i]),
-                "self_ns": int(selfs[i]),
-                "mean_ns": float(totals[i]) / n,
+                "total_ns": totals[i],
+                "self_ns": selfs[i],
+                "mean_ns": totals[i] / n,
                 "min_ns": int(seg[0]),
                 "p50_ns": int(seg[percentile_rank(n, 50)]),
                 "p90_ns": int(seg[percentile_rank(n, 90)]),
@@ -167,16 +186,24 @@ def _cross_process(ev: Events) -> list[dict[str, Any]]:
         return []
     known = ev.proc >= 0
     key = ev.name[known].astype(np.int64) * n_proc + ev.proc[known]
-    totals = np.bincount(
-        key, weights=ev.dur[known].astype(np.float64), minlength=len(ev.names) * n_proc
-    ).reshape(len(ev.names), n_proc)
-    counts = np.bincount(key, minlength=len(ev.names) * n_proc).reshape(len(ev.names), n_proc)
-    out = []
-    for i, name in enumerate(ev.names):
-        present = np.flatnonzero(counts[i])
-        if present.size == 0:
-            continue
-        vals = totals[i, present]
+    weights = ev.dur[known].astype(np.float64)
+    if len(ev.names) * n_proc <= 4 * key.size + 65536:
+        counts = np.bincount(key, minlength=len(ev.names) * n_proc)
+        pairs = np.flatnonzero(counts)
+        pair_totals = np.bincount(key, weights=weights, minlength=counts.size)[pairs]
+        del counts
+    else:
+        # Many names times many processes: only the (name, process) pairs that occur,
+        # never a names x processes matrix.
+        pairs, inverse = np.unique(key, return_inverse=True)
+        pair_totals = np.bincount(inverse, weights=weights)
+    pair_names = pairs // n_proc
+    cuts = np.flatnonzero(np.diff(pair_names)) + 1
+    out: list[dict[str, Any]] = []
+    for first, end in zip([0, *cuts.tolist()], [*cuts.tolist(), int(pairs.size)]):
+        name = ev.names[int(pair_names[first])]
+        present = pairs[first:end] % n_proc
+        vals = pair_totals[first:end]
         slow = int(present[int(np.argmax(vals))])
         proc = ev.processes[slow]
         out.append(

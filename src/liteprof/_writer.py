@@ -7,6 +7,7 @@ The layout is specified in ``docs/FORMAT.md``.
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
@@ -14,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 from . import _format as F
@@ -63,18 +65,24 @@ def _reserve(fd: int, offset: int, length: int) -> None:
             return
         except OSError as exc:
             # EINVAL/EOPNOTSUPP: the file system cannot preallocate; anything else is real.
-            import errno
-
             if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
                 raise
-    os.ftruncate(fd, offset + length)
+    # No preallocation on this file system: a sparse ftruncate would defer the disk-full
+    # error to the first store into the mapping, which is a SIGBUS that kills the program.
+    # Writing the zeros makes the file system allocate the blocks now, so a full disk is an
+    # OSError (ENOSPC) here. (A file system that compresses zeros away can still defer it.)
+    zeros = bytes(min(length, 1 << 16))
+    pos, end = offset, offset + length
+    while pos < end:
+        pos += os.pwrite(fd, zeros[: end - pos], pos)
 
 
 def make_directory(path: str) -> None:
     """Create the log directory (and missing parents) without group/other write permission.
 
-    ``os.makedirs`` applies ``mode`` to the last component only, and the umask may grant
-    more; each component we create gets ``0755`` exactly.
+    Each component we create is made with mode ``0755``, which the umask can only narrow
+    (``os.makedirs`` would give the parents the umask's default instead). No chmod after:
+    it would widen a stricter umask (``077``) and follow a symlink swapped in meanwhile.
     """
     if os.path.isdir(path):
         return
@@ -86,8 +94,6 @@ def make_directory(path: str) -> None:
     except FileExistsError:
         if not os.path.isdir(path):
             raise
-        return
-    os.chmod(path, 0o755)
 
 
 class LogWriter:
@@ -120,7 +126,11 @@ class LogWriter:
         self._lock = threading.Lock()
         self._end = F.HEADER_SIZE
         self._seq = 0
-        self._maps: list[mmap.mmap] = []
+        # Weak: a thread's block lives as long as the thread's recorder state holds it. When
+        # the thread ends, the block is unmapped at once (and the descriptor that mmap
+        # dup()s is closed); held here, every short-lived thread would leak a mapping and a
+        # file descriptor until the program runs out of them.
+        self._maps: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
         self._meta_map: mmap.mmap | None = None
         self._meta_pos = 0
         self._meta_size = 0
@@ -172,6 +182,10 @@ class LogWriter:
         """
         if self.closed:
             raise ValueError("log writer is closed")
+        if os.fstat(self.fd).st_nlink == 0:
+            # The file (or its directory) was deleted while recording: nobody can read
+            # what would follow, and it would fill the disk unseen; stop with one warning.
+            raise FileNotFoundError(errno.ENOENT, "the log file was deleted", self.path)
         unit = _MAP_UNIT
         offset = self._end
         if offset % unit:
@@ -189,7 +203,7 @@ class LogWriter:
         mapped = mmap.mmap(self.fd, size, mmap.MAP_SHARED, offset=offset)
         self._end = offset + size
         self._seq += 1
-        self._maps.append(mapped)
+        self._maps.add(mapped)
         return mapped
 
     def new_block(self, owner: int, size: int) -> mmap.mmap:
@@ -200,10 +214,7 @@ class LogWriter:
     def release(self, mapped: mmap.mmap) -> None:
         """Unmap a block its thread has filled, so memory stays flat."""
         with self._lock:
-            try:
-                self._maps.remove(mapped)
-            except ValueError:
-                pass
+            self._maps.discard(mapped)
         try:
             mapped.close()
         except (BufferError, ValueError):
@@ -217,7 +228,7 @@ class LogWriter:
         need = nslots * F.SLOT_SIZE
         if self._meta_map is None or self._meta_pos + need > self._meta_size:
             if self._meta_map is not None:
-                self._maps.remove(self._meta_map)
+                self._maps.discard(self._meta_map)
                 self._meta_map.close()
                 self._meta_map = None
             size = self._next_meta_size
@@ -236,11 +247,11 @@ class LogWriter:
 
     def name_id(self, name: str) -> int:
         """The id of ``name`` in this file, defining it on first use."""
+        if not isinstance(name, str):  # checked first: an unhashable name fails the lookup
+            raise TypeError(f"scope name must be str, not {type(name).__name__}")
         ident = self._names.get(name)
         if ident is not None:
             return ident
-        if not isinstance(name, str):
-            raise TypeError(f"scope name must be str, not {type(name).__name__}")
         payload = F.encode_text(name)
         with self._lock:
             ident = self._names.get(name)
@@ -276,7 +287,7 @@ class LogWriter:
             if self.closed:
                 return
             self.closed = True
-            maps, self._maps = self._maps, []
+            maps, self._maps = list(self._maps), weakref.WeakSet()
             self._meta_map = None
         for mapped in maps:
             try:
@@ -291,7 +302,7 @@ class LogWriter:
     def abandon(self) -> None:
         """After fork, in the child: forget the parent's file without touching it."""
         self.closed = True
-        self._maps = []
+        self._maps = weakref.WeakSet()
         self._meta_map = None
         try:
             os.close(self.fd)
