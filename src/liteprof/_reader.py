@@ -56,12 +56,25 @@ class Events:
         return self.last_ns - self.first_ns
 
 
+_COLUMNS = (
+    ("name", np.int32),
+    ("dur", np.int64),
+    ("self_ns", np.int64),
+    ("error", np.bool_),
+    ("proc", np.int32),
+    ("thread", np.int32),
+)
+
+
 class _Builder:
+    """Collects events into preallocated columns (one copy of each event, no concatenation)."""
+
     def __init__(self) -> None:
         self.sources: list[str] = []
         self.names: list[str] = []
         self.name_index: dict[str, int] = {}
-        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.cols: list[np.ndarray] = [np.empty(0, dtype) for _, dtype in _COLUMNS]
+        self.n = 0
         self.processes: list[dict[str, Any]] = []
         self.threads: list[dict[str, Any]] = []
         self.skipped = 0
@@ -80,18 +93,33 @@ class _Builder:
         self.first = first if self.first is None else min(self.first, first)
         self.last = last if self.last is None else max(self.last, last)
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more events (amortised doubling)."""
+        need = self.n + extra
+        cap = self.cols[0].shape[0]
+        if need <= cap:
+            return
+        new_cap = max(need, 2 * cap)
+        grown = []
+        for col in self.cols:
+            bigger = np.empty(new_cap, col.dtype)
+            bigger[: self.n] = col[: self.n]
+            grown.append(bigger)
+        self.cols = grown
+
+    def add(self, *values: np.ndarray) -> None:
+        """Append one batch: name, dur, self_ns, error, proc, thread (equal lengths)."""
+        k = int(values[1].shape[0])
+        self.reserve(k)
+        for col, v in zip(self.cols, values):
+            col[self.n : self.n + k] = v
+        self.n += k
+
     def build(self) -> Events:
-        if self.parts:
-            cols = [np.concatenate(c) for c in zip(*self.parts)]
-        else:
-            cols = [
-                np.zeros(0, np.int32),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-                np.zeros(0, bool),
-                np.zeros(0, np.int32),
-                np.zeros(0, np.int32),
-            ]
+        n = self.n
+        # Views, not copies: the unused tail of the reservation is the price of never
+        # holding two copies of the events at once.
+        cols = [c[:n] for c in self.cols]
         return Events(
             sources=self.sources,
             names=self.names,
@@ -137,8 +165,17 @@ def read_logs(paths: list[str]) -> Events:
     """Read log directories, liteprof log files and vLLM text logs into one ``Events``."""
     builder = _Builder()
     builder.sources = [os.fspath(p) for p in paths]
-    for path in _expand(builder.sources):
-        head = _read_head(path)
+    files = _expand(builder.sources)
+    heads = [_read_head(path) for path in files]
+    # Every slot of a binary log could be an event: reserve for all of them at once.
+    builder.reserve(
+        sum(
+            max(0, os.path.getsize(path) - F.HEADER_SIZE) // F.SLOT_SIZE
+            for path, head in zip(files, heads)
+            if head == F.MAGIC
+        )
+    )
+    for path, head in zip(files, heads):
         if head == F.MAGIC:
             _read_binary(path, builder)
         else:
@@ -219,31 +256,34 @@ def _read_binary(path: str, b: _Builder) -> None:
             raise LogError(f"cannot read {path}: {exc.strerror}") from None
     if nslots == 0:
         return
-    slots = np.memmap(path, dtype=SLOT_DTYPE, mode="r", offset=F.HEADER_SIZE, shape=(nslots,))
-    raw_bytes = np.memmap(
-        path, dtype=np.uint8, mode="r", offset=F.HEADER_SIZE, shape=(nslots * F.SLOT_SIZE,)
-    )
     try:
-        _read_blocks(path, slots, raw_bytes, meta, proc, b)
-    finally:
-        del slots, raw_bytes
+        with open(path, "rb", buffering=0) as fh:
+            _read_blocks(fh, nslots, meta, proc, b)
+    except OSError as exc:
+        raise LogError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _read_blocks(
-    path: str,
-    slots: np.ndarray,
-    raw_bytes: np.ndarray,
-    meta: dict[str, Any],
-    proc: int,
-    b: _Builder,
-) -> None:
-    nslots = slots.shape[0]
-    thread_blocks: list[tuple[int, int, int]] = []  # first slot, end slot, owner
+_CHUNK_SLOTS = 1 << 20  # 32 MiB of slots read at a time: memory stays flat per file
+
+
+def _read_slots(fh: Any, first: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Slots ``[first, first + count)`` of the open log (fewer if the file is shorter)."""
+    buf = np.empty(count, SLOT_DTYPE) if out is None else out[:count]
+    fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
+    got = fh.readinto(memoryview(buf).cast("B"))
+    return buf[: (got or 0) // F.SLOT_SIZE]
+
+
+def _read_blocks(fh: Any, nslots: int, meta: dict[str, Any], proc: int, b: _Builder) -> None:
+    slot_bytes = F.SLOT_SIZE
+    segments: list[tuple[int, int, int]] = []  # event slots of thread blocks: first, end, owner
     meta_blocks: list[tuple[int, int]] = []
     pos = 0
-    slot_bytes = F.SLOT_SIZE
     while pos < nslots:
-        head = bytes(raw_bytes[pos * slot_bytes : (pos + 1) * slot_bytes])
+        fh.seek(F.HEADER_SIZE + pos * slot_bytes)
+        head = fh.read(slot_bytes)
+        if len(head) < slot_bytes:
+            break
         magic, owner, bsize, _seq = F.BLOCK_STRUCT.unpack(head)
         if magic != F.BLOCK_MAGIC or bsize < 2 * slot_bytes or bsize % slot_bytes:
             if any(head):
@@ -252,27 +292,26 @@ def _read_blocks(
         end = min(pos + bsize // slot_bytes, nslots)
         if owner == F.META_OWNER:
             meta_blocks.append((pos + 1, end))
-        elif owner == F.PAD_OWNER:
-            pass
-        else:
-            thread_blocks.append((pos + 1, end, owner))
+        elif owner != F.PAD_OWNER:
+            segments.append((pos + 1, end, owner))
         pos += bsize // slot_bytes
 
-    # Metadata: names and threads.
+    # Metadata: names and threads. Each entry's length is checked against its block
+    # before anything is read, so a forged length cannot make the reader allocate.
     name_ids: dict[int, int] = {}
     thread_ids: dict[int, int] = {}
     for first, end in meta_blocks:
-        i = first
-        while i < end:
-            head = bytes(raw_bytes[i * slot_bytes : (i + 1) * slot_bytes])
-            kind, ident, length, _r, extra = F.META_STRUCT.unpack(head)
+        raw = bytes(memoryview(_read_slots(fh, first, end - first)).cast("B"))
+        i, n = 0, len(raw) // slot_bytes
+        while i < n:
+            kind, ident, length, _r, extra = F.META_STRUCT.unpack_from(raw, i * slot_bytes)
             if kind == 0:
                 break
             nps = (length + slot_bytes - 1) // slot_bytes
-            if kind not in (F.META_NAME, F.META_THREAD) or i + 1 + nps > end:
+            if kind not in (F.META_NAME, F.META_THREAD) or i + 1 + nps > n:
                 b.skipped += 1
                 break
-            payload = bytes(raw_bytes[(i + 1) * slot_bytes : (i + 1) * slot_bytes + length])
+            payload = raw[(i + 1) * slot_bytes : (i + 1) * slot_bytes + length]
             try:
                 text = F.decode_text(payload)
             except UnicodeDecodeError:
@@ -284,68 +323,74 @@ def _read_blocks(
                 b.threads.append({"proc": proc, "tid": int(extra), "name": text})
             i += 1 + nps
 
-    if not thread_blocks:
-        return
-    in_thread = np.zeros(nslots, dtype=bool)
-    starts = np.empty(len(thread_blocks), dtype=np.int64)
-    owners = np.empty(len(thread_blocks), dtype=np.int64)
-    for k, (first, end, owner) in enumerate(thread_blocks):
-        in_thread[first:end] = True
-        starts[k] = first
-        owners[k] = thread_ids.get(owner, -1)
-    kind = (slots["flags"] & 0xFF).astype(np.uint8)
-    is_event = in_thread & (kind == F.KIND_EVENT)
-    b.skipped += int(np.count_nonzero(in_thread & (kind != 0) & (kind != F.KIND_EVENT)))
-    del in_thread, kind
-    idx = np.flatnonzero(is_event)
-    del is_event
-    if idx.size == 0:
-        return
-
-    name_raw = slots["name"][idx]
-    dur = slots["dur"][idx]
-    child = slots["child"][idx]
-    flags = slots["flags"][idx]
-    start = slots["start"][idx]
-    block_of = np.searchsorted(starts, idx, side="right") - 1
-    thread_local = owners[block_of]
-    del block_of, idx
-
-    gname = _map_names(name_raw, name_ids)
-    # A monotonic clock never reads negative: a negative start, like a negative duration,
-    # is a damaged slot (and keeping starts >= 0 keeps start + dur from overflowing below).
-    valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (start >= 0) & (thread_local >= 0)
-    nvalid = int(np.count_nonzero(valid))
-    b.skipped += int(valid.size - nvalid)
-    if nvalid != valid.size:
-        gname, dur, child, flags, start, thread_local = (
-            a[valid] for a in (gname, dur, child, flags, start, thread_local)
+    # Events: contiguous runs of thread blocks, read a chunk at a time.
+    buf = np.empty(min(_CHUNK_SLOTS, max(nslots, 1)), SLOT_DTYPE)
+    lo_start: int | None = None
+    hi_end: int | None = None
+    records = 0
+    k = 0
+    while k < len(segments):
+        c_first = segments[k][0]
+        group: list[tuple[int, int, int]] = []
+        while k < len(segments):
+            first, end, owner = segments[k]
+            if end - c_first > _CHUNK_SLOTS:
+                if not group:  # one block larger than a chunk (forged): cut it
+                    cut = c_first + _CHUNK_SLOTS
+                    group.append((first, cut, owner))
+                    segments[k] = (cut, end, owner)
+                break
+            group.append(segments[k])
+            k += 1
+        c_end = group[-1][1]
+        view = _read_slots(fh, c_first, c_end - c_first, buf)
+        owner_of = np.full(view.shape[0], -1, dtype=np.int32)
+        for first, end, owner in group:
+            owner_of[first - c_first : end - c_first] = thread_ids.get(owner, -2)
+        in_thread = owner_of != -1
+        kind = view["flags"] & 0xFF
+        b.skipped += int(np.count_nonzero(in_thread & (kind != 0) & (kind != F.KIND_EVENT)))
+        sel = np.flatnonzero(in_thread & (kind == F.KIND_EVENT))
+        del in_thread, kind
+        if sel.size == 0:
+            continue
+        ev = view[sel]
+        thread_of = owner_of[sel]
+        del sel, owner_of
+        gname = _map_names(ev["name"], name_ids)
+        dur = ev["dur"]
+        child = ev["child"]
+        start = ev["start"]
+        # A monotonic clock never reads negative: a negative start, like a negative
+        # duration, is a damaged slot (and starts >= 0 keep start + dur from overflowing).
+        valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (start >= 0) & (thread_of >= 0)
+        nvalid = int(np.count_nonzero(valid))
+        b.skipped += int(valid.size - nvalid)
+        if nvalid == 0:
+            continue
+        if nvalid != valid.size:
+            ev, gname, thread_of = ev[valid], gname[valid], thread_of[valid]
+            dur, child, start = ev["dur"], ev["child"], ev["start"]
+        lo = int(start.min())
+        # start + dur without int64 overflow: forged durations near 2**63 must not wrap.
+        hi = int((start + np.minimum(dur, _INT64_MAX - start)).max())
+        lo_start = lo if lo_start is None else min(lo_start, lo)
+        hi_end = hi if hi_end is None else max(hi_end, hi)
+        b.add(
+            gname,
+            dur,
+            dur - np.minimum(child, dur),
+            (ev["flags"] & F.FLAG_ERROR) != 0,
+            np.full(nvalid, proc, dtype=np.int32),
+            thread_of,
         )
-    if nvalid == 0:
-        return
-    self_ns = dur - np.minimum(child, dur)
-    error = (flags & F.FLAG_ERROR) != 0
-    thread_global = thread_local.astype(np.int32)  # already global: see thread_ids
-
+        records += nvalid
+    b.processes[proc]["records"] = records
     mono = meta.get("mono_ns")
     wall = meta.get("wall_ns")
-    if isinstance(mono, int) and isinstance(wall, int):
-        first = int(start.min())
-        # start + dur without int64 overflow (both are >= 0 here): forged durations near
-        # 2**63 must not wrap the end time around.
-        last = int((start + np.minimum(dur, _INT64_MAX - start)).max())
-        b.span(wall + (first - mono), wall + (last - mono))
-    b.processes[proc]["records"] = nvalid
-    b.parts.append(
-        (
-            gname.astype(np.int32),
-            dur.astype(np.int64, copy=False),
-            self_ns.astype(np.int64, copy=False),
-            error,
-            np.full(nvalid, proc, dtype=np.int32),
-            thread_global,
-        )
-    )
+    if records and isinstance(mono, int) and isinstance(wall, int):
+        assert lo_start is not None and hi_end is not None
+        b.span(wall + (lo_start - mono), wall + (hi_end - mono))
 
 
 def _map_names(name_raw: np.ndarray, name_ids: dict[int, int]) -> np.ndarray:
@@ -413,15 +458,13 @@ def _read_text(path: str, b: _Builder) -> None:
     b.skipped += skipped
     n = len(names)
     dur = np.frombuffer(durs, dtype=np.int64) if n else np.zeros(0, np.int64)
-    b.parts.append(
-        (
-            np.frombuffer(names, dtype=np.int32) if n else np.zeros(0, np.int32),
-            dur,
-            dur.copy(),
-            np.zeros(n, dtype=bool),
-            np.full(n, -1, dtype=np.int32),
-            np.full(n, -1, dtype=np.int32),
-        )
+    b.add(
+        np.frombuffer(names, dtype=np.int32) if n else np.zeros(0, np.int32),
+        dur,
+        dur,
+        np.zeros(n, dtype=bool),
+        np.full(n, -1, dtype=np.int32),
+        np.full(n, -1, dtype=np.int32),
     )
 
 
