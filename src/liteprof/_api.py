@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import functools
 import inspect
@@ -324,6 +325,16 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    # Closing the log trims the unused tail of its last block; everything recorded is on
+    # disk already, so a process that never gets here (os._exit, a signal) loses nothing.
+    if _session is not None and _session.pid == os.getpid():
+        disable()
+
+
+atexit.register(_at_exit)
 
 
 def _enable_from_environment() -> None:

@@ -132,6 +132,7 @@ class LogWriter:
         # file descriptor until the program runs out of them.
         self._maps: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
         self._meta_map: mmap.mmap | None = None
+        self._last_block: tuple[int, int, int, int] | None = None
         self._meta_pos = 0
         self._meta_size = 0
         self._next_meta_size = F.MIN_BLOCK
@@ -202,6 +203,7 @@ class LogWriter:
         os.pwrite(self.fd, F.BLOCK_STRUCT.pack(F.BLOCK_MAGIC, owner, size, self._seq), offset)
         mapped = mmap.mmap(self.fd, size, mmap.MAP_SHARED, offset=offset)
         self._end = offset + size
+        self._last_block = (offset, size, owner, self._seq)
         self._seq += 1
         self._maps.add(mapped)
         return mapped
@@ -289,15 +291,44 @@ class LogWriter:
             self.closed = True
             maps, self._maps = list(self._maps), weakref.WeakSet()
             self._meta_map = None
+        all_unmapped = True
         for mapped in maps:
             try:
                 mapped.close()
             except (BufferError, ValueError):
-                pass
+                all_unmapped = False
+        if all_unmapped:
+            try:
+                self._trim_last_block()
+            except OSError:
+                pass  # the file stays valid untrimmed
         try:
             os.close(self.fd)
         except OSError:
             pass
+
+    def _trim_last_block(self) -> None:
+        """Give back the unused tail of the file's last block.
+
+        Blocks double up to 1 MiB, so without this a log ends with up to 1 MiB of empty
+        slots. Only done once nothing maps the file any more (a store past the new end
+        would be a SIGBUS). The header is rewritten before the file is cut: a crash in
+        between leaves a block that claims less than the file holds, which reads the same.
+        """
+        if self._last_block is None:
+            return
+        offset, size, owner, seq = self._last_block
+        if self._end != offset + size:
+            return
+        data = os.pread(self.fd, size, offset)
+        used = len(data.rstrip(b"\0"))
+        used = max(-(-used // F.SLOT_SIZE) * F.SLOT_SIZE, 2 * F.SLOT_SIZE)
+        keep = -(-used // _MAP_UNIT) * _MAP_UNIT
+        if keep >= size:
+            return
+        os.pwrite(self.fd, F.BLOCK_STRUCT.pack(F.BLOCK_MAGIC, owner, keep, seq), offset)
+        os.ftruncate(self.fd, offset + keep)
+        self._end = offset + keep
 
     def abandon(self) -> None:
         """After fork, in the child: forget the parent's file without touching it."""
