@@ -26,7 +26,7 @@ if os.environ.get("LITEPROF_PURE", "") not in ("", "0"):
     from . import _pyrecorder as _backend
 else:
     try:
-        from . import _core as _backend  # type: ignore[no-redef]
+        from . import _core as _backend
     except ImportError:
         from . import _pyrecorder as _backend
 

@@ -110,6 +110,12 @@ class _Frame:
 
     key: Any
     name: str
+    start: int
+    child: int
+    task: Any
+    depth: int
+    epoch: int
+    st: _ThreadState
 
     def __enter__(self) -> _Frame:
         st = _tls.s

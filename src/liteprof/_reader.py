@@ -270,7 +270,7 @@ def _read_slots(fh: Any, first: int, count: int, out: np.ndarray | None = None) 
     """Slots ``[first, first + count)`` of the open log (fewer if the file is shorter)."""
     buf = np.empty(count, SLOT_DTYPE) if out is None else out[:count]
     fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
-    got = fh.readinto(memoryview(buf).cast("B"))
+    got = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
     return buf[: (got or 0) // F.SLOT_SIZE]
 
 
@@ -301,7 +301,7 @@ def _read_blocks(fh: Any, nslots: int, meta: dict[str, Any], proc: int, b: _Buil
     name_ids: dict[int, int] = {}
     thread_ids: dict[int, int] = {}
     for first, end in meta_blocks:
-        raw = bytes(memoryview(_read_slots(fh, first, end - first)).cast("B"))
+        raw = _read_slots(fh, first, end - first).tobytes()
         i, n = 0, len(raw) // slot_bytes
         while i < n:
             kind, ident, length, _r, extra = F.META_STRUCT.unpack_from(raw, i * slot_bytes)
