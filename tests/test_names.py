@@ -147,20 +147,6 @@ def test_names_survive_in_every_text_format_under_ascii_stdout(recorded: str) ->
 
 
 BAD_NAMES = [123, b"bytes", None, 1.5, ["unhashable"], {"a": 1}, object()]
-# The C core (src/liteprof/_core.c) drops an event with an unhashable name silently (its
-# name-cache lookup raises TypeError, which it swallows) and raises TypeError when
-# scope(<non-str>) is used as a decorator while recording: see docs/RELIABILITY.md.
-C_CORE_PENDING = {
-    ("with", "list"),
-    ("with", "dict"),
-    ("decorator", "int"),
-    ("decorator", "bytes"),
-    ("decorator", "NoneType"),
-    ("decorator", "float"),
-    ("decorator", "list"),
-    ("decorator", "dict"),
-    ("decorator", "object"),
-}
 
 
 def _use_name(usage: str, bad: Any) -> int:
@@ -186,12 +172,6 @@ def test_non_str_name_is_a_recording_failure_not_an_exception(
     caplog: pytest.LogCaptureFixture,
     request: pytest.FixtureRequest,
 ) -> None:
-    if backend == "c" and (usage, type(bad).__name__) in C_CORE_PENDING:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="needs the C core change described in docs/RELIABILITY.md"
-            )
-        )
     caplog.set_level(logging.WARNING, logger="liteprof")
     liteprof.enable(logdir)
     try:

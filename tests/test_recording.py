@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -388,3 +389,26 @@ def test_log_file_permissions_ignore_a_permissive_umask(logdir: str) -> None:
 def test_backend_is_reported() -> None:
     assert liteprof.BACKEND in ("c", "python")
     assert sys.modules["liteprof"].BACKEND == liteprof.BACKEND
+
+
+def test_event_times_follow_the_system_clocks(logdir: str) -> None:
+    """Durations and start times land on the monotonic/wall timeline of the header
+    anchors (the C core may count TSC ticks and convert them)."""
+    from liteprof._reader import read_logs
+
+    liteprof.enable(logdir)
+    with liteprof.scope("Warm"):
+        pass
+    wall_before = time.time_ns()
+    before = time.perf_counter_ns()
+    with liteprof.scope("Sleep"):
+        time.sleep(0.02)
+    after = time.perf_counter_ns()
+    wall_after = time.time_ns()
+    liteprof.disable()
+    rows = scopes_by_name(read(logdir))
+    assert 20_000_000 <= rows["Sleep"]["total_ns"] <= after - before
+    events = read_logs([logdir])
+    assert events.last_ns is not None
+    slack = 2_000_000  # the two clocks are read a few µs apart when the file is made
+    assert wall_before - slack <= events.last_ns <= wall_after + slack

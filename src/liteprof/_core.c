@@ -16,8 +16,6 @@
 #include <time.h>
 
 #define SLOT 32
-#define MIN_BLOCK (64 * 1024)
-#define MAX_BLOCK (1024 * 1024)
 #define KIND_EVENT 1u
 #define FLAG_ERROR (1u << 8)
 #define DEPTH_SHIFT 16
@@ -48,6 +46,7 @@ typedef struct {
 typedef struct ThreadState {
     struct ThreadState *prev, *next;
     int linked;
+    uint64_t serial; /* unique per state: a raw pointer alone could be a recycled one */
     Frame *stack;
     Py_ssize_t n, cap;
     uint64_t epoch; /* epoch this thread was attached in (0: not attached) */
@@ -56,6 +55,10 @@ typedef struct ThreadState {
     Py_ssize_t pos, end, size;
     long tidx;
 } ThreadState;
+
+/* Block sizes come from liteprof._format at import, so the two backends cannot drift. */
+static Py_ssize_t min_block = 4096;
+static Py_ssize_t max_block = 1024 * 1024;
 
 static int g_on = 0;
 /* Bumped by start, stop and after_fork_child: frames and thread attachments carry the
@@ -66,7 +69,13 @@ static PyObject *g_names = NULL; /* dict name -> int id, for the current epoch *
 static PyObject *g_clock = NULL; /* test clock, or NULL for CLOCK_MONOTONIC */
 static PyObject *g_noop = NULL;
 static ThreadState *g_states = NULL; /* all live thread states, so stop() reaches them */
+static uint64_t g_serial = 0;
 static _Thread_local ThreadState *t_state = NULL;
+/* Set while this thread is inside a session callback. Code that the callback runs on this
+ * thread (a finalizer the GC runs, a signal handler, an instrumented logging handler) may
+ * close scopes too; those that need a callback themselves are dropped, because the
+ * writer's locks are not re-entrant and would deadlock. */
+static _Thread_local int t_in_callback = 0;
 
 static PyObject *str_state_key, *str_thread, *str_block, *str_release, *str_name_id,
     *str_get_native_id, *str_current_thread, *str_name, *str_update_wrapper,
@@ -93,12 +102,164 @@ put32(char *p, uint32_t v)
     memcpy(p, &v, 4);
 }
 
+/* The flags word marks a slot as an event, so it is stored last, with release order:
+ * a reader (or a crash) never sees the kind set before the fields it vouches for. */
+static inline void
+put32_release(char *p, uint32_t v)
+{
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n((uint32_t *)(void *)p, v, __ATOMIC_RELEASE);
+#else
+    memcpy(p, &v, 4);
+#endif
+}
+
 static inline int64_t
 mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* -- the clock ----------------------------------------------------------------------
+ *
+ * Frames hold "ticks": nanoseconds of CLOCK_MONOTONIC, or, where the kernel itself keeps
+ * time with an invariant TSC (its clocksource is "tsc"), raw TSC readings, which cost a
+ * third of a vDSO clock_gettime (about 10 vs 23 ns here) and every event needs two.
+ * Ticks become nanoseconds with a 32.32 fixed-point factor calibrated against
+ * CLOCK_MONOTONIC when recording starts and refined at every new block, so start times
+ * stay on the CLOCK_MONOTONIC timeline that the log header's anchors and the pure-Python
+ * twin (time.perf_counter_ns) use. LITEPROF_NO_TSC=1 turns the TSC off. */
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#include <x86intrin.h>
+#define HAVE_TSC 1
+#endif
+
+static int g_tsc = 0;            /* frames hold TSC ticks (else ns) */
+static int g_tsc_allowed = -1;   /* -1: not checked yet */
+#ifdef HAVE_TSC
+static uint64_t g_tsc_mult = 0;  /* ns per tick, 32.32 fixed point */
+static uint64_t g_tsc_base = 0;  /* a tick ... */
+static int64_t g_tsc_base_ns = 0; /* ... and the CLOCK_MONOTONIC ns it was read with */
+static uint64_t g_tsc_cal = 0;   /* the first calibration point, for later refinement */
+static int64_t g_tsc_cal_ns = 0;
+
+static int
+tsc_allowed(void)
+{
+    if (g_tsc_allowed >= 0)
+        return g_tsc_allowed;
+    g_tsc_allowed = 0;
+    const char *off = getenv("LITEPROF_NO_TSC");
+    if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0)
+        return 0;
+    /* The kernel only keeps time with the TSC once it found it invariant and synchronised
+     * across CPUs; it is the best judge of that, on bare metal and in VMs alike. */
+    FILE *fh = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+    if (fh == NULL)
+        return 0;
+    char buf[32] = {0};
+    if (fgets(buf, sizeof(buf), fh) != NULL && strncmp(buf, "tsc", 3) == 0 &&
+        (buf[3] == '\n' || buf[3] == '\0'))
+        g_tsc_allowed = 1;
+    fclose(fh);
+    return g_tsc_allowed;
+}
+
+static inline int64_t
+tsc_to_ns(uint64_t ticks)
+{
+    return (int64_t)(((unsigned __int128)ticks * g_tsc_mult) >> 32);
+}
+
+/* Measure ns per tick over `spin_ns` (start) or since the first calibration (refine),
+ * and move the base to now. */
+static void
+tsc_calibrate(int refine)
+{
+    int64_t n0, n1;
+    uint64_t t0, t1;
+    if (refine) {
+        n0 = g_tsc_cal_ns;
+        t0 = g_tsc_cal;
+        n1 = mono_ns();
+        t1 = __rdtsc();
+    }
+    else {
+        n0 = mono_ns();
+        t0 = __rdtsc();
+        do {
+            n1 = mono_ns();
+            t1 = __rdtsc();
+        } while (n1 - n0 < 2000000); /* 2 ms: the factor is good to ~1e-5 at once */
+        g_tsc_cal = t0;
+        g_tsc_cal_ns = n0;
+    }
+    if (t1 <= t0 || n1 <= n0) {
+        g_tsc = 0; /* the TSC went backwards or stood still: not to be trusted */
+        return;
+    }
+    g_tsc_mult = (uint64_t)((((unsigned __int128)(uint64_t)(n1 - n0)) << 32) / (t1 - t0));
+    g_tsc_base = t1;
+    g_tsc_base_ns = n1;
+}
+#endif
+
+/* Recording starts: choose the clock. Only called when no frame of the new epoch exists
+ * yet, so ticks of both kinds never meet. */
+static void
+clock_start(void)
+{
+    g_tsc = 0;
+#ifdef HAVE_TSC
+    if (tsc_allowed()) {
+        g_tsc = 1;
+        /* Once per process (a forked child inherits it): later starts only refine. */
+        tsc_calibrate(g_tsc_mult != 0);
+    }
+#endif
+}
+
+static inline int64_t
+now_ticks(void)
+{
+#ifdef HAVE_TSC
+    if (g_tsc)
+        return (int64_t)__rdtsc();
+#endif
+    return mono_ns();
+}
+
+/* A duration in ticks -> ns; never negative (TSCs of two CPUs may differ by a few ticks). */
+static inline int64_t
+ticks_dur(int64_t d)
+{
+    if (d <= 0)
+        return 0;
+#ifdef HAVE_TSC
+    if (g_tsc)
+        return tsc_to_ns((uint64_t)d);
+#endif
+    return d;
+}
+
+/* A point in ticks -> CLOCK_MONOTONIC ns. */
+static inline int64_t
+ticks_time(int64_t t)
+{
+#ifdef HAVE_TSC
+    if (g_tsc) {
+        uint64_t u = (uint64_t)t;
+        return u >= g_tsc_base ? g_tsc_base_ns + tsc_to_ns(u - g_tsc_base)
+                               : g_tsc_base_ns - tsc_to_ns(g_tsc_base - u);
+    }
+#endif
+    return t;
 }
 
 static int
@@ -118,9 +279,10 @@ clock_py(int64_t *out)
     return 0;
 }
 
-/* The pure-Python twin swallows exactly these from its write path (a block closed under
- * it); anything else (KeyboardInterrupt from a signal handler run inside a callback,
- * MemoryError) propagates. Returns 0 (event dropped) or -1 (error set). */
+/* The pure-Python twin swallows these from its write path (a block closed under it), as
+ * does this one, with BufferError, which only the buffer protocol raises; anything else
+ * (KeyboardInterrupt from a signal handler run inside a callback, MemoryError)
+ * propagates. Returns 0 (event dropped) or -1 (error set). */
 static int
 drop_or_raise(void)
 {
@@ -253,6 +415,7 @@ state_create(void)
         PyMem_RawFree(st);
         return NULL;
     }
+    st->serial = ++g_serial;
     state_link(st);
     t_state = st;
     if (PyDict_SetItem(dict, str_state_key, cap) < 0) {
@@ -325,7 +488,7 @@ attach(ThreadState *st)
         goto done;
     PyObject *old = state_detach(st);
     st->tidx = tidx;
-    st->size = MIN_BLOCK;
+    st->size = min_block;
     st->epoch = g_epoch;
     Py_XDECREF(old);
     rc = next_block(st);
@@ -342,22 +505,27 @@ done:
     return rc;
 }
 
-/* Mirrors _pyrecorder._next_block: sizes double from MIN_BLOCK up to MAX_BLOCK; the
- * full block's buffer is released before session.release() so that the writer can close
- * the mapping. Returns 1, 0 (drop) or -1 (error set). */
+/* Mirrors _pyrecorder._next_block: requested sizes double from MIN_BLOCK up to
+ * MAX_BLOCK (the writer may round a block up: its length is what counts). The full
+ * block's buffer is released before session.release(), which closes the mapping and
+ * cannot while an export exists. Returns 1, 0 (drop) or -1 (error set). */
 static int
 next_block(ThreadState *st)
 {
     PyObject *session = g_session;
     if (session == NULL)
         return 0;
+#ifdef HAVE_TSC
+    if (g_tsc)
+        tsc_calibrate(1); /* a longer baseline: the factor converges, the base follows */
+#endif
     Py_INCREF(session);
     uint64_t epoch0 = g_epoch;
     Py_ssize_t size = st->size;
     if (st->mm != NULL) {
         size *= 2;
-        if (size > MAX_BLOCK)
-            size = MAX_BLOCK;
+        if (size > max_block)
+            size = max_block;
     }
     st->size = size;
     PyObject *mm;
@@ -389,8 +557,7 @@ next_block(ThreadState *st)
     int ok = 0;
     if (mm != Py_None) {
         if (PyObject_GetBuffer(mm, &st->buf, PyBUF_WRITABLE) == 0) {
-            Py_ssize_t end = st->buf.len < size ? st->buf.len : size;
-            end -= end % SLOT;
+            Py_ssize_t end = st->buf.len - st->buf.len % SLOT;
             if (end >= 2 * SLOT) {
                 st->mm = mm;
                 mm = NULL;
@@ -430,19 +597,27 @@ next_block(ThreadState *st)
 static int
 name_lookup(PyObject *name, uint32_t *out)
 {
-    PyObject *v = PyDict_GetItemWithError(g_names, name);
-    if (v != NULL) {
-        *out = (uint32_t)PyLong_AsUnsignedLong(v);
-        return 1;
+    /* A name that is not a str goes straight to the session, which reports it (one
+     * warning, recording stops) rather than have an unhashable one dropped here. */
+    if (PyUnicode_Check(name)) {
+        PyObject *v = PyDict_GetItemWithError(g_names, name);
+        if (v != NULL) {
+            *out = (uint32_t)PyLong_AsUnsignedLong(v);
+            return 1;
+        }
+        if (PyErr_Occurred())
+            return drop_or_raise();
     }
-    if (PyErr_Occurred())
-        return drop_or_raise();
+    if (t_in_callback)
+        return 0;
     PyObject *session = g_session;
     if (session == NULL)
         return 0;
     Py_INCREF(session);
     uint64_t epoch0 = g_epoch;
+    t_in_callback = 1;
     PyObject *r = PyObject_CallMethodOneArg(session, str_name_id, name);
+    t_in_callback = 0;
     Py_DECREF(session);
     if (r == NULL)
         return drop_or_raise();
@@ -477,7 +652,11 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
         if (!g_on)
             return 0;
         if (st->epoch != g_epoch) {
+            if (t_in_callback)
+                return 0;
+            t_in_callback = 1;
             int r = attach(st);
+            t_in_callback = 0;
             if (r <= 0)
                 return r;
             continue;
@@ -499,7 +678,11 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
             }
         }
         if (st->pos + SLOT > st->end) {
+            if (t_in_callback)
+                return 0;
+            t_in_callback = 1;
             int r = next_block(st);
+            t_in_callback = 0;
             if (r <= 0)
                 return r;
             continue;
@@ -511,7 +694,7 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
         put64(p + 8, dur);
         put64(p + 16, child);
         put32(p + 24, ident);
-        put32(p + 28, flags);
+        put32_release(p + 28, flags);
         st->pos += SLOT;
         return 0;
     }
@@ -574,29 +757,33 @@ push(PyObject *key)
     f->child = 0;
     f->depth = depth;
     f->epoch = g_epoch;
-    f->start = g_clock == NULL ? mono_ns() : start;
+    f->start = g_clock == NULL ? now_ticks() : start;
     return 0;
 }
 
+/* st: the stack to pop from (NULL: none); the event goes into the block of the thread
+ * that closes the scope, whose events those blocks hold. by_ctx: a shared key (a Scope, a
+ * timed function) may be open in several tasks at once, so its frame is the innermost one
+ * with the key in the current context; a scope() object is used once, so it is its own
+ * frame wherever it is closed. */
 static int
-pop(PyObject *key, PyObject *name, int error, NameCache *cache)
+pop(ThreadState *st, PyObject *key, PyObject *name, int error, NameCache *cache, int by_ctx)
 {
     int64_t end;
     if (g_clock == NULL)
-        end = mono_ns();
+        end = now_ticks();
     else if (clock_py(&end) < 0)
         return -1;
-    ThreadState *st = t_state;
     if (st == NULL || st->n == 0)
         return 0;
-    PyObject *ctx = PyThreadState_Get()->context;
+    PyObject *ctx = by_ctx ? PyThreadState_Get()->context : NULL;
     Frame *stack = st->stack;
     Py_ssize_t i = st->n - 1;
-    if (stack[i].key != key || stack[i].ctx != ctx) {
+    if (stack[i].key != key || (by_ctx && stack[i].ctx != ctx)) {
         /* Out of order: an asyncio task or a suspended generator left its scope while
          * another one was open above it. */
         for (i--; i >= 0; i--) {
-            if (stack[i].key == key && stack[i].ctx == ctx)
+            if (stack[i].key == key && (!by_ctx || stack[i].ctx == ctx))
                 break;
         }
         if (i < 0)
@@ -608,14 +795,28 @@ pop(PyObject *key, PyObject *name, int error, NameCache *cache)
         memmove(&stack[i], &stack[i + 1], (size_t)(st->n - i) * sizeof(Frame));
     int rc = 0;
     if (f.epoch == g_epoch && g_on) {
-        int64_t dur = end - f.start;
+        int64_t dur, start;
+        if (g_clock == NULL) {
+            dur = ticks_dur(end - f.start);
+            start = ticks_time(f.start);
+        }
+        else {
+            dur = end - f.start;
+            start = f.start;
+        }
         for (Py_ssize_t j = i - 1; j >= 0; j--) {
-            if (stack[j].ctx == ctx) {
+            if (stack[j].ctx == f.ctx) {
                 stack[j].child += dur;
                 break;
             }
         }
-        rc = write_event(st, f.start, dur, f.child, name, f.depth, error, cache);
+        ThreadState *wst = t_state;
+        if (wst == NULL)
+            wst = state_create();
+        if (wst == NULL)
+            rc = -1;
+        else
+            rc = write_event(wst, start, dur, f.child, name, f.depth, error, cache);
     }
     Py_DECREF(f.key);
     Py_DECREF(f.ctx);
@@ -634,11 +835,219 @@ exit_error_arg(PyObject *const *args, Py_ssize_t nargs, int *error)
     return 0;
 }
 
+/* -- special methods without a bound-method allocation ------------------------------ */
+
+/* `with x:` looks __enter__ and __exit__ up on type(x) and binds both; for a method
+ * descriptor each binding allocates a GC-tracked builtin method, which costs about as
+ * much as the whole recording work of a scope. These descriptors bind to a small
+ * freelisted object instead (or, for the shared NOOP, to one bound object made once).
+ * Only exact instances of the owning type get that object: it is not GC-tracked, which
+ * is safe because such an instance has no __dict__ through which it could refer back to
+ * it; instances of subclasses get an ordinary method object. */
+
+typedef PyObject *(*special_impl)(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *self;
+    special_impl impl;
+    const char *name;
+} BoundSpecial;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyTypeObject *owner;
+    special_impl impl;
+    const char *name;
+    PyObject *singleton; /* owner's only instance (NOOP), or NULL */
+    PyObject *bound;     /* the bound object for singleton, made once */
+} SpecialDescr;
+
+static PyTypeObject BoundSpecialType;
+static PyTypeObject SpecialDescrType;
+
+static BoundSpecial *bs_freelist[FREELIST_MAX];
+static int bs_nfree = 0;
+
+static PyObject *
+bs_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    BoundSpecial *b = (BoundSpecial *)op;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", b->name);
+        return NULL;
+    }
+    return b->impl(b->self, args, PyVectorcall_NARGS(nargsf));
+}
+
+static PyObject *
+bs_new(PyObject *self, special_impl impl, const char *name)
+{
+    BoundSpecial *b;
+    if (bs_nfree > 0) {
+        b = bs_freelist[--bs_nfree];
+    }
+    else {
+        b = (BoundSpecial *)PyObject_Malloc(sizeof(BoundSpecial));
+        if (b == NULL)
+            return PyErr_NoMemory();
+    }
+    (void)PyObject_Init((PyObject *)b, &BoundSpecialType);
+    b->vectorcall = bs_vectorcall;
+    Py_INCREF(self);
+    b->self = self;
+    b->impl = impl;
+    b->name = name;
+    return (PyObject *)b;
+}
+
+static void
+bs_dealloc(BoundSpecial *b)
+{
+    PyObject *self = b->self;
+    b->self = NULL;
+    if (bs_nfree < FREELIST_MAX)
+        bs_freelist[bs_nfree++] = b;
+    else
+        PyObject_Free(b);
+    Py_XDECREF(self);
+}
+
+static PyObject *
+bs_repr(BoundSpecial *b)
+{
+    return PyUnicode_FromFormat("<bound method %s.%s of %R>", Py_TYPE(b->self)->tp_name,
+                                b->name, b->self);
+}
+
+static PyMemberDef bs_members[] = {
+    {"__self__", T_OBJECT, offsetof(BoundSpecial, self), READONLY, NULL},
+    {"__name__", T_STRING, offsetof(BoundSpecial, name), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject BoundSpecialType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core._BoundSpecial",
+    .tp_basicsize = sizeof(BoundSpecial),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_dealloc = (destructor)bs_dealloc,
+    .tp_repr = (reprfunc)bs_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(BoundSpecial, vectorcall),
+    .tp_members = bs_members,
+};
+
+/* Called through the class, as contextlib.ExitStack does: Type.__exit__(obj, ...). */
+static PyObject *
+sd_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SpecialDescr *d = (SpecialDescr *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", d->name);
+        return NULL;
+    }
+    if (nargs < 1 || !PyObject_TypeCheck(args[0], d->owner)) {
+        PyErr_Format(PyExc_TypeError, "descriptor '%s' needs a '%s' object", d->name,
+                     d->owner->tp_name);
+        return NULL;
+    }
+    return d->impl(args[0], args + 1, nargs - 1);
+}
+
+static PyObject *
+sd_get(PyObject *op, PyObject *obj, PyObject *type)
+{
+    SpecialDescr *d = (SpecialDescr *)op;
+    if (obj == NULL) {
+        Py_INCREF(op);
+        return op;
+    }
+    if (obj == d->singleton && d->bound != NULL) {
+        Py_INCREF(d->bound);
+        return d->bound;
+    }
+    if (Py_TYPE(obj) == d->owner)
+        return bs_new(obj, d->impl, d->name);
+    if (!PyObject_TypeCheck(obj, d->owner)) {
+        PyErr_Format(PyExc_TypeError, "descriptor '%s' needs a '%s' object", d->name,
+                     d->owner->tp_name);
+        return NULL;
+    }
+    return PyMethod_New(op, obj);
+}
+
+static PyObject *
+sd_repr(SpecialDescr *d)
+{
+    return PyUnicode_FromFormat("<method '%s' of '%s' objects>", d->name, d->owner->tp_name);
+}
+
+static PyMemberDef sd_members[] = {
+    {"__name__", T_STRING, offsetof(SpecialDescr, name), READONLY, NULL},
+    {"__objclass__", T_OBJECT, offsetof(SpecialDescr, owner), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SpecialDescrType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liteprof._core._SpecialMethod",
+    .tp_basicsize = sizeof(SpecialDescr),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_repr = (reprfunc)sd_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SpecialDescr, vectorcall),
+    .tp_members = sd_members,
+    .tp_descr_get = sd_get,
+};
+
+/* Puts the descriptor into the (ready) type's dict; made once, never freed. */
+static int
+add_special(PyTypeObject *owner, const char *name, special_impl impl, PyObject *singleton)
+{
+    SpecialDescr *d = PyObject_New(SpecialDescr, &SpecialDescrType);
+    if (d == NULL)
+        return -1;
+    d->vectorcall = sd_vectorcall;
+    d->owner = owner;
+    d->impl = impl;
+    d->name = name;
+    d->singleton = singleton;
+    d->bound = NULL;
+    if (singleton != NULL) {
+        d->bound = bs_new(singleton, impl, name);
+        if (d->bound == NULL) {
+            Py_DECREF(d);
+            return -1;
+        }
+    }
+    int rc = PyDict_SetItemString(owner->tp_dict, name, (PyObject *)d);
+    Py_DECREF(d);
+    if (rc == 0)
+        PyType_Modified(owner);
+    return rc;
+}
+
+static int
+no_args(const char *name, Py_ssize_t nargs)
+{
+    if (nargs != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments (%zd given)", name, nargs);
+        return -1;
+    }
+    return 0;
+}
+
 /* -- _Noop ------------------------------------------------------------------------- */
 
 static PyObject *
-noop_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+noop_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (no_args("__enter__", nargs) < 0)
+        return NULL;
     Py_INCREF(self);
     return self;
 }
@@ -669,12 +1078,6 @@ noop_repr(PyObject *self)
     return PyUnicode_FromString("<liteprof.scope (not recording)>");
 }
 
-static PyMethodDef noop_methods[] = {
-    {"__enter__", noop_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))noop_exit, METH_FASTCALL, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
 static PyTypeObject NoopType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "liteprof._core._Noop",
@@ -683,7 +1086,6 @@ static PyTypeObject NoopType = {
     .tp_doc = "What scope() returns while nothing records: one shared do-nothing object.",
     .tp_repr = noop_repr,
     .tp_call = noop_call,
-    .tp_methods = noop_methods,
 };
 
 /* -- timed_function ------------------------------------------------------------------ */
@@ -708,7 +1110,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
         return NULL;
     PyObject *res = PyObject_Vectorcall(t->func, args, nargsf, kwnames);
     if (res != NULL) {
-        if (pop(self, t->name, 0, &t->cache) < 0) {
+        if (pop(t_state, self, t->name, 0, &t->cache, 1) < 0) {
             Py_DECREF(res);
             return NULL;
         }
@@ -718,7 +1120,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
      * the very same exception back. */
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
-    if (pop(self, t->name, 1, &t->cache) < 0) {
+    if (pop(t_state, self, t->name, 1, &t->cache, 1) < 0) {
         PyObject *exc2 = PyErr_GetRaisedException();
         PyException_SetContext(exc2, exc);
         PyErr_SetRaisedException(exc2);
@@ -729,7 +1131,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
 #else
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
-    if (pop(self, t->name, 1, &t->cache) < 0) {
+    if (pop(t_state, self, t->name, 1, &t->cache, 1) < 0) {
         PyObject *et2, *ev2, *tb2;
         PyErr_NormalizeException(&et, &ev, &tb);
         if (tb != NULL && ev != NULL)
@@ -897,6 +1299,13 @@ mod_timed_function(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 typedef struct {
     PyObject_HEAD
     PyObject *name;
+    /* The thread state it was entered in: like the pure-Python frame, it leaves that
+     * stack even when a generator carries it to another thread (so that thread's later
+     * scopes get the right parents and depths). Not a reference (a reference would keep
+     * a finished thread's state, and its block, alive through any frame left open); the
+     * serial tells whether that state still exists. */
+    ThreadState *st;
+    uint64_t serial;
 } ScopeCallObject;
 
 static ScopeCallObject *sc_freelist[FREELIST_MAX];
@@ -917,10 +1326,13 @@ sc_dealloc(ScopeCallObject *op)
 }
 
 static PyObject *
-sc_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+sc_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (push(self) < 0)
+    if (no_args("__enter__", nargs) < 0 || push(self) < 0)
         return NULL;
+    ScopeCallObject *op = (ScopeCallObject *)self;
+    op->st = t_state;
+    op->serial = t_state->serial;
     Py_INCREF(self);
     return self;
 }
@@ -931,7 +1343,15 @@ sc_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int error;
     if (exit_error_arg(args, nargs, &error) < 0)
         return NULL;
-    if (pop(self, ((ScopeCallObject *)self)->name, error, NULL) < 0)
+    ScopeCallObject *op = (ScopeCallObject *)self;
+    ThreadState *st = op->st;
+    if (st != NULL && st != t_state) {
+        ThreadState *live = g_states;
+        while (live != NULL && (live != st || live->serial != op->serial))
+            live = live->next;
+        st = live;
+    }
+    if (pop(st, self, op->name, error, NULL, 0) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -946,7 +1366,17 @@ sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
         return NULL;
-    return make_timed(func, ((ScopeCallObject *)self)->name);
+    PyObject *name = ((ScopeCallObject *)self)->name;
+    if (!PyUnicode_Check(name)) {
+        /* Not an exception in the program: a recording failure, reported by the session
+         * (which stops recording); the function stays as it was. */
+        uint32_t ignored;
+        if (name_lookup(name, &ignored) < 0)
+            return NULL;
+        Py_INCREF(func);
+        return func;
+    }
+    return make_timed(func, name);
 }
 
 static PyObject *
@@ -954,12 +1384,6 @@ sc_repr(ScopeCallObject *op)
 {
     return PyUnicode_FromFormat("<liteprof.scope %R>", op->name);
 }
-
-static PyMethodDef sc_methods[] = {
-    {"__enter__", sc_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))sc_exit, METH_FASTCALL, NULL},
-    {NULL, NULL, 0, NULL},
-};
 
 static PyMemberDef sc_members[] = {
     {"name", T_OBJECT, offsetof(ScopeCallObject, name), READONLY, NULL},
@@ -975,7 +1399,6 @@ static PyTypeObject ScopeCallType = {
     .tp_dealloc = (destructor)sc_dealloc,
     .tp_repr = (reprfunc)sc_repr,
     .tp_call = sc_call,
-    .tp_methods = sc_methods,
     .tp_members = sc_members,
 };
 
@@ -998,6 +1421,8 @@ mod_scope(PyObject *module, PyObject *name)
     (void)PyObject_Init((PyObject *)op, &ScopeCallType);
     Py_INCREF(name);
     op->name = name;
+    op->st = NULL;
+    op->serial = 0;
     return (PyObject *)op;
 }
 
@@ -1040,8 +1465,10 @@ scope_dealloc(ScopeObject *self)
 }
 
 static PyObject *
-scope_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+scope_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (no_args("__enter__", nargs) < 0)
+        return NULL;
     if (g_on && push(self) < 0)
         return NULL;
     Py_INCREF(self);
@@ -1057,7 +1484,7 @@ scope_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ThreadState *st = t_state;
     if (st != NULL && st->n != 0) {
         ScopeObject *s = (ScopeObject *)self;
-        if (pop(self, s->name, error, &s->cache) < 0)
+        if (pop(st, self, s->name, error, &s->cache, 1) < 0)
             return NULL;
     }
     Py_RETURN_NONE;
@@ -1111,8 +1538,6 @@ scope_set_name(ScopeObject *self, PyObject *value, void *closure)
 }
 
 static PyMethodDef scope_methods[] = {
-    {"__enter__", scope_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))scope_exit, METH_FASTCALL, NULL},
     {"__reduce__", (PyCFunction)scope_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -1151,6 +1576,7 @@ mod_start(PyObject *module, PyObject *session)
     g_session = session;
     g_names = names;
     g_epoch++;
+    clock_start();
     g_on = 1;
     /* Blocks of an earlier session are not this session's to fill. */
     detach_all(NULL, 0);
@@ -1288,12 +1714,44 @@ intern_all(void)
     return 0;
 }
 
+static int
+read_format_constants(void)
+{
+    PyObject *fmt = PyImport_ImportModule("liteprof._format");
+    if (fmt == NULL)
+        return -1;
+    PyObject *lo = PyObject_GetAttrString(fmt, "MIN_BLOCK");
+    PyObject *hi = lo ? PyObject_GetAttrString(fmt, "MAX_BLOCK") : NULL;
+    PyObject *slot = hi ? PyObject_GetAttrString(fmt, "SLOT_SIZE") : NULL;
+    Py_DECREF(fmt);
+    int rc = -1;
+    if (slot != NULL) {
+        Py_ssize_t a = PyLong_AsSsize_t(lo), b = PyLong_AsSsize_t(hi);
+        Py_ssize_t c = PyLong_AsSsize_t(slot);
+        if (!PyErr_Occurred()) {
+            if (c != SLOT || a < 2 * SLOT || b < a || b > 0x7FFFFFFF)
+                PyErr_SetString(PyExc_ImportError,
+                                "liteprof._core does not match liteprof._format");
+            else {
+                min_block = a;
+                max_block = b;
+                rc = 0;
+            }
+        }
+    }
+    Py_XDECREF(lo);
+    Py_XDECREF(hi);
+    Py_XDECREF(slot);
+    return rc;
+}
+
 PyMODINIT_FUNC
 PyInit__core(void)
 {
-    if (intern_all() < 0)
+    if (intern_all() < 0 || read_format_constants() < 0)
         return NULL;
-    if (PyType_Ready(&NoopType) < 0 || PyType_Ready(&ScopeCallType) < 0 ||
+    if (PyType_Ready(&BoundSpecialType) < 0 || PyType_Ready(&SpecialDescrType) < 0 ||
+        PyType_Ready(&NoopType) < 0 || PyType_Ready(&ScopeCallType) < 0 ||
         PyType_Ready(&ScopeType) < 0 || PyType_Ready(&TimedType) < 0)
         return NULL;
     if (g_names == NULL) {
@@ -1304,6 +1762,13 @@ PyInit__core(void)
     if (g_noop == NULL) {
         g_noop = PyObject_New(PyObject, &NoopType);
         if (g_noop == NULL)
+            return NULL;
+        if (add_special(&NoopType, "__enter__", noop_enter, g_noop) < 0 ||
+            add_special(&NoopType, "__exit__", noop_exit, g_noop) < 0 ||
+            add_special(&ScopeCallType, "__enter__", sc_enter, NULL) < 0 ||
+            add_special(&ScopeCallType, "__exit__", sc_exit, NULL) < 0 ||
+            add_special(&ScopeType, "__enter__", scope_enter, NULL) < 0 ||
+            add_special(&ScopeType, "__exit__", scope_exit, NULL) < 0)
             return NULL;
     }
     PyObject *m = PyModule_Create(&core_module);

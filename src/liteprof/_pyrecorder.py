@@ -44,7 +44,7 @@ _tls = _Local()
 class _ThreadState:
     """One thread's open frames, its block, and its index in the current file."""
 
-    __slots__ = ("epoch", "mm", "pos", "end", "size", "tidx", "stack")
+    __slots__ = ("epoch", "mm", "pos", "end", "size", "tidx", "stack", "busy")
 
     def __init__(self) -> None:
         self.epoch = -1
@@ -53,6 +53,9 @@ class _ThreadState:
         self.end = 0  # pos >= end: no usable block, take the slow path
         self.size = 0
         self.tidx = -1
+        # True while this thread is inside a session callback (it takes the writer's
+        # lock): a scope closed there by a finalizer or the GC is dropped, not re-entered.
+        self.busy = False
         self.stack: list[_Frame] = []
 
 
@@ -153,21 +156,30 @@ class _Frame:
         stack = st.stack
         if stack and stack[-1] is self:
             del stack[-1]
+            below = len(stack)
         else:
+            # Out of order: an asyncio task or a suspended generator left its scope while
+            # another one was open above it.
             try:
-                stack.remove(self)
+                below = stack.index(self)
             except ValueError:
                 return
+            del stack[below]
         if self.epoch != _epoch:
             return  # entered before a fork, disable() or a new enable(): not ours to write
         dur = end - self.start
-        if stack:
-            parent = stack[-1]
+        if below:
+            parent = stack[below - 1]
             if parent.task is self.task:
                 parent.child += dur
             else:
-                _add_to_parent(stack, self.task, dur)
-        # Store the event: the same as _write(), inline for speed.
+                _add_to_parent(stack, below - 1, self.task, dur)
+        # Store the event into the closing thread's block (a generator may carry a scope
+        # to another thread): the same as _write(), inline for speed.
+        st = _tls.s
+        if st is None or st.busy:
+            _write(self.start, dur, self.child, self.name, self.depth, et is not None)
+            return
         pos = st.pos
         try:
             ident = _names.get(self.name)
@@ -199,8 +211,9 @@ class _Frame:
         return f"<liteprof.scope {self.name!r}>"
 
 
-def _add_to_parent(stack: list[_Frame], task: Any, dur: int) -> None:
-    for i in range(len(stack) - 1, -1, -1):
+def _add_to_parent(stack: list[_Frame], top: int, task: Any, dur: int) -> None:
+    """Charge ``dur`` to the nearest frame at or below index ``top`` in the same task."""
+    for i in range(top, -1, -1):
         parent = stack[i]
         if parent.task is task:
             parent.child += dur
@@ -230,6 +243,9 @@ def _pop_shared(key: Any, et: object) -> None:
 
 def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool) -> None:
     st = _thread_state()
+    if st.busy:
+        return
+    st.busy = True
     try:
         if st.epoch != _epoch:
             if not _attach(st):
@@ -241,7 +257,10 @@ def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool)
             # recording failure (one warning, recording stops) instead of dropping it here.
             ident = None
         if ident is None:
-            ident = _session.name_id(name)
+            session = _session  # read once: another thread's disable() may clear it
+            if session is None:
+                return
+            ident = session.name_id(name)
             if ident < 0:
                 return
             _names[name] = ident
@@ -258,6 +277,8 @@ def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool)
     except (ValueError, TypeError, OSError):
         # A concurrent disable() closed the block under us; the event is dropped.
         return
+    finally:
+        st.busy = False
 
 
 def _attach(st: _ThreadState) -> bool:

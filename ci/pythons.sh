@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Build the C core with every CPython 3.9-3.13 that pyenv has here, each in a fresh venv,
+# and smoke-test it: BACKEND must be "c" and a recording of nested scopes must read back,
+# slot by slot, with nothing but struct. Versions that are not installed are skipped;
+# any failure of one that is makes the exit status non-zero.
+#
+#   bash ci/pythons.sh            # every 3.9-3.13 found
+#   bash ci/pythons.sh 3.11 3.12  # only these
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+wanted=("$@")
+[ ${#wanted[@]} -eq 0 ] && wanted=(3.9 3.10 3.11 3.12 3.13)
+
+if command -v pyenv >/dev/null 2>&1; then
+    PYENV_ROOT=$(pyenv root)
+else
+    PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
+fi
+
+# The newest installed CPython X.Y.Z for X.Y (plain versions only: no -dev, no t builds).
+find_python() {
+    local minor=$1 candidates=()
+    if command -v pyenv >/dev/null 2>&1; then
+        mapfile -t candidates < <(pyenv versions --bare 2>/dev/null)
+    elif [ -d "$PYENV_ROOT/versions" ]; then
+        mapfile -t candidates < <(ls "$PYENV_ROOT/versions")
+    fi
+    printf '%s\n' "${candidates[@]}" | grep -E "^${minor//./\\.}\.[0-9]+$" | sort -t. -k3,3n |
+        tail -n 1
+}
+
+SMOKE=$(cat <<'EOF'
+import os, struct, sys, tempfile, threading
+import liteprof
+from liteprof import _format as F
+
+assert liteprof.BACKEND == "c", f"backend is {liteprof.BACKEND!r}, not the C core"
+d = tempfile.mkdtemp(prefix="liteprof-ci-")
+liteprof.enable(d)
+outer = liteprof.Scope("CI:Outer")
+
+@liteprof.timed("CI:Timed")
+def timed(x):
+    return x + 1
+
+def work(n):
+    for i in range(n):
+        with outer:
+            with liteprof.scope("CI:Inner"):
+                assert timed(i) == i + 1
+            try:
+                with liteprof.scope("CI:Error"):
+                    raise KeyError(i)
+            except KeyError:
+                pass
+
+work(3000)
+t = threading.Thread(target=work, args=(100,), name="ci-worker")
+t.start(); t.join()
+liteprof.disable()
+
+files = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".lpf")]
+assert len(files) == 1, files
+data = open(files[0], "rb").read()
+magic, version, hsize, slot, _ = struct.unpack_from("<8sIIII", data, 0)
+assert (magic, version, hsize, slot) == (b"LITEPROF", 1, 4096, 32)
+names, threads, events = {}, {}, {}
+pos = hsize
+while pos + 32 <= len(data):
+    bmagic, owner, size, _seq = struct.unpack_from("<4sIII", data, pos)
+    if bmagic != b"LPBK" or pos + size > len(data):
+        break
+    off, end = pos + 32, pos + size
+    if owner == 0xFFFFFFFF:
+        while off < end and data[off:off + 32] != bytes(32):
+            kind, ident, length = struct.unpack_from("<III", data, off)
+            text = data[off + 32:off + 32 + length].decode("utf-8", "surrogatepass")
+            (names if kind == 1 else threads)[ident] = text
+            off += 32 * (1 + (length + 31) // 32)
+    elif owner != getattr(F, "PAD_OWNER", 0xFFFFFFFE):
+        while off < end:
+            ev = struct.unpack_from("<qqqII", data, off)
+            if ev[4] & 0xFF == 1:
+                events.setdefault(owner, []).append(ev)
+            off += 32
+    pos = end
+
+by_thread = {threads[o]: evs for o, evs in events.items()}
+assert sorted(by_thread) == ["MainThread", "ci-worker"], sorted(by_thread)
+for tname, n in (("MainThread", 3000), ("ci-worker", 100)):
+    evs = by_thread[tname]
+    count = {}
+    for start, dur, child, name, flags in evs:
+        nm = names[name]
+        count[nm] = count.get(nm, 0) + 1
+        depth, error = flags >> 16, bool(flags & 0x100)
+        assert dur >= 0 and 0 <= child <= dur, (nm, dur, child)
+        assert depth == {"CI:Outer": 0, "CI:Inner": 1, "CI:Error": 1, "CI:Timed": 2}[nm]
+        assert error == (nm == "CI:Error"), (nm, flags)
+    assert count == {"CI:Outer": n, "CI:Inner": n, "CI:Timed": n, "CI:Error": n}, count
+    # Every event closes in order: Timed, Inner, Error, Outer; Outer's child time is
+    # exactly its two direct children.
+    for i in range(0, len(evs), 4):
+        t_, inner, err, out = evs[i:i + 4]
+        assert [names[e[3]] for e in (t_, inner, err, out)] == [
+            "CI:Timed", "CI:Inner", "CI:Error", "CI:Outer"]
+        assert inner[2] == t_[1] and out[2] == inner[1] + err[1]
+print(f"ok: Python {sys.version.split()[0]}, backend {liteprof.BACKEND}, "
+      f"{sum(len(v) for v in events.values())} events")
+EOF
+)
+
+status=0
+ran=0
+for minor in "${wanted[@]}"; do
+    version=$(find_python "$minor")
+    if [ -z "$version" ]; then
+        echo "== $minor: not installed, skipped"
+        continue
+    fi
+    python="$PYENV_ROOT/versions/$version/bin/python"
+    if [ ! -x "$python" ]; then
+        echo "== $minor: $python missing, skipped"
+        continue
+    fi
+    ran=$((ran + 1))
+    echo "== $version"
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/liteprof-py${minor}-XXXXXX")
+    ok=1
+    if ! "$python" -m venv "$tmp/venv"; then
+        echo "FAIL $version: cannot create a venv"
+        ok=0
+    elif ! "$tmp/venv/bin/python" -m pip install -v "$ROOT" >"$tmp/pip.log" 2>&1; then
+        echo "FAIL $version: pip install failed"
+        tail -n 30 "$tmp/pip.log"
+        ok=0
+    elif grep -q "could not be compiled" "$tmp/pip.log"; then
+        echo "FAIL $version: the C core did not compile"
+        grep -E "error|warning" "$tmp/pip.log" | head -n 30
+        ok=0
+    elif ! (cd "$tmp" && "$tmp/venv/bin/python" -c "$SMOKE"); then
+        echo "FAIL $version: smoke run"
+        ok=0
+    fi
+    rm -rf "$tmp"
+    [ $ok -eq 1 ] || status=1
+done
+
+if [ $ran -eq 0 ]; then
+    echo "no CPython 3.9-3.13 found under pyenv: nothing checked"
+fi
+exit $status

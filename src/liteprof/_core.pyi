@@ -1,0 +1,89 @@
+"""Type stub of ``liteprof._core``, the compiled twin of ``liteprof._pyrecorder``."""
+
+from types import TracebackType
+from typing import Any, Callable, Final, Literal, TypeVar, final
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+BACKEND: Final[Literal["c"]]
+
+@final
+class _Noop:
+    """What ``scope()`` returns while nothing records: one shared do-nothing object."""
+
+    def __enter__(self) -> _Noop: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None = ...,
+        ev: BaseException | None = ...,
+        tb: TracebackType | None = ...,
+    ) -> None: ...
+    def __call__(self, func: _F) -> _F: ...
+
+NOOP: Final[_Noop]
+
+@final
+class _ScopeCall:
+    """One use of ``scope(name)`` while recording."""
+
+    @property
+    def name(self) -> str: ...
+    def __enter__(self) -> _ScopeCall: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None = ...,
+        ev: BaseException | None = ...,
+        tb: TracebackType | None = ...,
+    ) -> None: ...
+    def __call__(self, func: Callable[..., Any]) -> TimedFunction: ...
+
+class Scope:
+    """A named scope made once and entered many times; see ``liteprof.Scope``."""
+
+    name: str
+    def __new__(cls, name: str) -> Scope: ...
+    def __enter__(self) -> Scope: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None = ...,
+        ev: BaseException | None = ...,
+        tb: TracebackType | None = ...,
+    ) -> None: ...
+    def __call__(self, func: Callable[..., Any]) -> TimedFunction: ...
+
+@final
+class TimedFunction:
+    """A synchronous callable whose every call is one event; binds as a method.
+
+    Carries ``functools.wraps`` metadata (``__wrapped__``, ``__name__``, ``__qualname__``,
+    ``__doc__``, ``__module__``, ``__dict__``).
+    """
+
+    __wrapped__: Callable[..., Any]
+    __name__: str
+    __qualname__: str
+    __dict__: dict[str, Any]
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+
+def scope(name: str) -> _ScopeCall | _Noop:
+    """``NOOP`` while nothing records, else a fresh context manager and decorator."""
+
+def timed_function(func: Callable[..., Any], name: str) -> TimedFunction:
+    """Wrap a plain (synchronous) callable so each call is one event named ``name``."""
+
+def start(session: Any) -> None:
+    """Start recording into ``session`` (see ``_api._Session``)."""
+
+def stop() -> None:
+    """Stop recording and release every thread's block; open frames are dropped."""
+
+def active() -> bool: ...
+def after_fork_child() -> None:
+    """In a forked child: forget the parent's file, other threads and earlier frames."""
+
+def set_clock(clock: Callable[[], int] | None) -> None:
+    """Read ``clock()`` (integer nanoseconds) instead of ``CLOCK_MONOTONIC``; ``None`` resets."""
+
+def _stats() -> dict[str, Any]:
+    """Tests only: counters (threads, this thread's frames, freelist, epoch, attached)."""
