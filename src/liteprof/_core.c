@@ -70,12 +70,21 @@ static PyObject *g_clock = NULL; /* test clock, or NULL for CLOCK_MONOTONIC */
 static PyObject *g_noop = NULL;
 static ThreadState *g_states = NULL; /* all live thread states, so stop() reaches them */
 static uint64_t g_serial = 0;
-static _Thread_local ThreadState *t_state = NULL;
+/* Initial-exec TLS: one load from the thread pointer instead of a __tls_get_addr call
+ * per access (this module is dlopen'ed, which defaults to the general-dynamic model);
+ * the hot path touches these several times per event. The 16 bytes come from the static
+ * TLS surplus that glibc keeps for such modules. */
+#if defined(__GNUC__) && defined(__linux__)
+#define HOT_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define HOT_TLS _Thread_local
+#endif
+static HOT_TLS ThreadState *t_state = NULL;
 /* Set while this thread is inside a session callback. Code that the callback runs on this
  * thread (a finalizer the GC runs, a signal handler, an instrumented logging handler) may
  * close scopes too; those that need a callback themselves are dropped, because the
  * writer's locks are not re-entrant and would deadlock. */
-static _Thread_local int t_in_callback = 0;
+static HOT_TLS int t_in_callback = 0;
 
 static PyObject *str_state_key, *str_thread, *str_block, *str_release, *str_name_id,
     *str_get_native_id, *str_current_thread, *str_name, *str_update_wrapper,
@@ -720,8 +729,9 @@ force_context(PyThreadState *ts)
     return ts->context;
 }
 
+/* ctx_out: where to put the context key the frame got (borrowed), or NULL. */
 static int
-push(PyObject *key)
+push(PyObject *key, PyObject **ctx_out)
 {
     int64_t start = 0;
     if (g_clock != NULL && clock_py(&start) < 0)
@@ -758,6 +768,8 @@ push(PyObject *key)
     f->depth = depth;
     f->epoch = g_epoch;
     f->start = g_clock == NULL ? now_ticks() : start;
+    if (ctx_out != NULL)
+        *ctx_out = ctx;
     return 0;
 }
 
@@ -767,7 +779,8 @@ push(PyObject *key)
  * with the key in the current context; a scope() object is used once, so it is its own
  * frame wherever it is closed. */
 static int
-pop(ThreadState *st, PyObject *key, PyObject *name, int error, NameCache *cache, int by_ctx)
+pop(ThreadState *st, PyObject *key, PyObject *name, int error, NameCache *cache, int by_ctx,
+    PyObject *ctx_known)
 {
     int64_t end;
     if (g_clock == NULL)
@@ -776,7 +789,9 @@ pop(ThreadState *st, PyObject *key, PyObject *name, int error, NameCache *cache,
         return -1;
     if (st == NULL || st->n == 0)
         return 0;
-    PyObject *ctx = by_ctx ? PyThreadState_Get()->context : NULL;
+    /* ctx_known: the caller read the context at enter and no Python code that could
+     * have left it changed has run since (a plain call returns in the same context). */
+    PyObject *ctx = !by_ctx ? NULL : ctx_known != NULL ? ctx_known : PyThreadState_Get()->context;
     Frame *stack = st->stack;
     Py_ssize_t i = st->n - 1;
     if (stack[i].key != key || (by_ctx && stack[i].ctx != ctx)) {
@@ -1106,11 +1121,12 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
     TimedObject *t = (TimedObject *)self;
     if (!g_on)
         return PyObject_Vectorcall(t->func, args, nargsf, kwnames);
-    if (push(self) < 0)
+    PyObject *ctx;
+    if (push(self, &ctx) < 0)
         return NULL;
     PyObject *res = PyObject_Vectorcall(t->func, args, nargsf, kwnames);
     if (res != NULL) {
-        if (pop(t_state, self, t->name, 0, &t->cache, 1) < 0) {
+        if (pop(t_state, self, t->name, 0, &t->cache, 1, ctx) < 0) {
             Py_DECREF(res);
             return NULL;
         }
@@ -1120,7 +1136,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
      * the very same exception back. */
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
-    if (pop(t_state, self, t->name, 1, &t->cache, 1) < 0) {
+    if (pop(t_state, self, t->name, 1, &t->cache, 1, ctx) < 0) {
         PyObject *exc2 = PyErr_GetRaisedException();
         PyException_SetContext(exc2, exc);
         PyErr_SetRaisedException(exc2);
@@ -1131,7 +1147,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
 #else
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
-    if (pop(t_state, self, t->name, 1, &t->cache, 1) < 0) {
+    if (pop(t_state, self, t->name, 1, &t->cache, 1, ctx) < 0) {
         PyObject *et2, *ev2, *tb2;
         PyErr_NormalizeException(&et, &ev, &tb);
         if (tb != NULL && ev != NULL)
@@ -1328,7 +1344,7 @@ sc_dealloc(ScopeCallObject *op)
 static PyObject *
 sc_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (no_args("__enter__", nargs) < 0 || push(self) < 0)
+    if (no_args("__enter__", nargs) < 0 || push(self, NULL) < 0)
         return NULL;
     ScopeCallObject *op = (ScopeCallObject *)self;
     op->st = t_state;
@@ -1351,20 +1367,27 @@ sc_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             live = live->next;
         st = live;
     }
-    if (pop(st, self, op->name, error, NULL, 0) < 0)
+    if (pop(st, self, op->name, error, NULL, 0, NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* The one positional argument of a scope used as a decorator; 0, or -1 with an error. */
+static int
+decorator_arg(PyObject *args, PyObject *kwargs, const char *what, PyObject **func)
+{
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s as a decorator takes no keyword arguments", what);
+        return -1;
+    }
+    return PyArg_UnpackTuple(args, "__call__", 1, 1, func) ? 0 : -1;
 }
 
 static PyObject *
 sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *func;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "scope() as a decorator takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
+    if (decorator_arg(args, kwargs, "scope()", &func) < 0)
         return NULL;
     PyObject *name = ((ScopeCallObject *)self)->name;
     if (!PyUnicode_Check(name)) {
@@ -1469,7 +1492,7 @@ scope_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (no_args("__enter__", nargs) < 0)
         return NULL;
-    if (g_on && push(self) < 0)
+    if (g_on && push(self, NULL) < 0)
         return NULL;
     Py_INCREF(self);
     return self;
@@ -1484,7 +1507,7 @@ scope_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ThreadState *st = t_state;
     if (st != NULL && st->n != 0) {
         ScopeObject *s = (ScopeObject *)self;
-        if (pop(st, self, s->name, error, &s->cache, 1) < 0)
+        if (pop(st, self, s->name, error, &s->cache, 1, NULL) < 0)
             return NULL;
     }
     Py_RETURN_NONE;
@@ -1494,11 +1517,7 @@ static PyObject *
 scope_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *func;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "Scope as a decorator takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "__call__", 1, 1, &func))
+    if (decorator_arg(args, kwargs, "Scope", &func) < 0)
         return NULL;
     return make_timed(func, ((ScopeObject *)self)->name);
 }

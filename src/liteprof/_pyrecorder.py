@@ -176,10 +176,11 @@ class _Frame:
                 _add_to_parent(stack, below - 1, self.task, dur)
         # Store the event into the closing thread's block (a generator may carry a scope
         # to another thread): the same as _write(), inline for speed.
-        st = _tls.s
-        if st is None or st.busy:
+        cur = _tls.s
+        if cur is None or cur.busy:
             _write(self.start, dur, self.child, self.name, self.depth, et is not None)
             return
+        st = cur
         pos = st.pos
         try:
             ident = _names.get(self.name)
