@@ -104,8 +104,10 @@ _modules = sys.modules
 class _Frame:
     """One open scope on a thread's stack.
 
-    ``scope(name)`` returns a fresh frame, so it is its own key; a shared ``Scope``
-    pushes a frame whose key is the ``Scope``. The hot path is written out inline:
+    ``scope(name)`` returns a fresh frame, which is found by identity (its ``key`` is
+    ``None``); a shared ``Scope`` pushes a frame whose key is the ``Scope``. A frame refers
+    to its thread's state, so it must never be part of a reference cycle: that would keep
+    a finished thread's block (a mapping and a file descriptor) alive until the next GC. The hot path is written out inline:
     in pure Python every function call costs as much as the work itself.
     """
 
@@ -348,7 +350,7 @@ def scope(name: str) -> Any:
     if _on:
         frame = _new(_Frame)  # no __init__: a Python-level call saved per scope
         frame.name = name
-        frame.key = frame
+        frame.key = None  # its own key; a reference to itself would be a cycle
         return frame
     return NOOP
 
@@ -404,7 +406,7 @@ def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
             return func(*args, **kwargs)
         frame = _new(_Frame)
         frame.name = name
-        frame.key = frame
+        frame.key = None  # its own key; a reference to itself would be a cycle
         frame.__enter__()
         try:
             result = func(*args, **kwargs)
