@@ -259,3 +259,36 @@ def test_empty_directory_is_an_error_and_run_of_a_silent_program_says_so(
     assert proc.returncode == 0
     assert proc.stdout.strip() == "hi"
     assert "nothing was recorded" in proc.stderr
+
+
+def test_run_with_a_reused_log_directory_reports_this_run_only(
+    tmp_path: os.PathLike[str],
+) -> None:
+    log = os.path.join(os.fspath(tmp_path), "reused")
+    code = "import liteprof\nwith liteprof.scope('A:b'):\n    pass\n"
+    for expected_files in (1, 2):
+        proc = cli("run", "--log", log, "--format", "json", "--", sys.executable, "-c", code)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["records"] == 1 and len(report["processes"]) == 1
+        assert len(log_files(log)) == expected_files
+
+
+def test_headerless_log_and_header_only_logs_do_not_spoil_the_report(recorded: str) -> None:
+    open(os.path.join(recorded, "liteprof-1-empty.lpf"), "wb").close()
+    report = report_json(recorded)
+    assert report["skipped"] == 1
+    assert isinstance(report["wall_ns"], int)
+    (real,) = [f for f in log_files(recorded) if os.path.getsize(f) > 0]
+    with open(real, "rb") as fh:
+        header = fh.read(4096)
+    cut = [os.path.join(recorded, f"cut{i}.bin") for i in range(2)]
+    for path in cut:
+        with open(path, "wb") as fh:
+            fh.write(header)
+    text = os.path.join(recorded, "v.txt")
+    with open(text, "w") as fh:
+        fh.write("A:x|100\n")
+    proc = cli("report", *cut, text, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["records"] == 1

@@ -158,7 +158,8 @@ def _check_sane(report: dict[str, Any], size: int, binary: bool) -> None:
     if binary:
         assert records + skipped <= max(0, size - HEADER) // SLOT + 2
     else:
-        assert records + skipped <= size
+        # A file cut inside the magic counts once in ``skipped`` (a log without header).
+        assert records + skipped <= max(size, 1)
     assert sum(r["count"] for r in report["scopes"]) == records
     for row in report["scopes"]:
         assert row["count"] > 0

@@ -227,3 +227,60 @@ def test_straggler_rank_stands_out_in_cross_process_summary(logdir: str) -> None
     by_proc = read(logdir, by="process")
     rows = [r for r in by_proc["scopes"] if r["name"] == "Step:Model"]
     assert len(rows) == 4 and len({r["pid"] for r in rows}) == 4
+
+
+def test_filter_lets_forked_children_record_after_the_parent_recorded(logdir: str) -> None:
+    run_python(
+        """
+        import multiprocessing as mp, liteprof
+
+        def work():
+            with liteprof.scope("Worker:Step"):
+                pass
+
+        if __name__ == "__main__":
+            with liteprof.scope("Main:Setup"):  # MainProcess is filtered out here
+                pass
+            ctx = mp.get_context("fork")
+            ps = [ctx.Process(target=work, name=f"Worker-{i}") for i in range(2)]
+            for p in ps: p.start()
+            for p in ps: p.join()
+        """,
+        LITEPROF_LOG=logdir,
+        LITEPROF_PROCESSES="Worker-*",
+    )
+    report = read(logdir)
+    assert sorted(p["name"] for p in report["processes"]) == ["Worker-0", "Worker-1"]
+    assert set(scopes_by_name(report)) == {"Worker:Step"}
+
+
+def test_relative_log_directory_is_the_same_for_children_elsewhere(
+    tmp_path: os.PathLike[str],
+) -> None:
+    base = os.fspath(tmp_path)
+    other = os.path.join(base, "other")
+    os.mkdir(other)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import subprocess, sys, liteprof
+                with liteprof.scope("P"):
+                    pass
+                subprocess.run([sys.executable, "-c",
+                    "import liteprof\\nwith liteprof.scope('C'): pass"], cwd={other!r},
+                    check=True)
+                """
+            ),
+        ],
+        env=child_env(LITEPROF_LOG="rel"),
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(log_files(os.path.join(base, "rel"))) == 2
+    assert not os.path.exists(os.path.join(other, "rel"))

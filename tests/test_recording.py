@@ -412,3 +412,28 @@ def test_event_times_follow_the_system_clocks(logdir: str) -> None:
     assert events.last_ns is not None
     slack = 2_000_000  # the two clocks are read a few µs apart when the file is made
     assert wall_before - slack <= events.last_ns <= wall_after + slack
+
+
+def test_scope_decorators_time_the_whole_await(logdir: str) -> None:
+    fwd = liteprof.Scope("Async:Scope")
+
+    @fwd
+    async def a() -> int:
+        await asyncio.sleep(0.01)
+        return 1
+
+    liteprof.enable(logdir)
+
+    @liteprof.scope("Async:scope")
+    async def b() -> int:
+        await asyncio.sleep(0.01)
+        return 2
+
+    async def main() -> int:
+        return await a() + await b()
+
+    assert asyncio.run(main()) == 3
+    liteprof.disable()
+    rows = scopes_by_name(read(logdir))
+    assert rows["Async:Scope"]["total_ns"] >= 10_000_000
+    assert rows["Async:scope"]["total_ns"] >= 10_000_000

@@ -112,12 +112,14 @@ class _Session:
 
 _state_lock = threading.RLock()
 _session: _Session | None = None
-_created_dirs: set[str] = set()
+# The session of a process that LITEPROF_PROCESSES left out: it records nothing, but a
+# child forked from it (multiprocessing names children after the fork) may match.
+_unselected: _Session | None = None
 
 
 def _fail(session: _Session, exc: BaseException | None) -> None:
     """Stop recording after a failure (or a process filter that excludes this process)."""
-    global _session
+    global _session, _unselected
     with _state_lock:
         if session.dead:
             return
@@ -125,6 +127,8 @@ def _fail(session: _Session, exc: BaseException | None) -> None:
         if _session is session:
             _session = None
             _backend.stop()
+            if exc is None:
+                _unselected = session
         if session.writer is not None:
             session.writer.close()
     if exc is not None:  # once per session: ``session.dead`` guards the way in
@@ -169,8 +173,9 @@ def enable(path: str | os.PathLike[str] | None = None, *, processes: Any = None)
 
 
 def _stop_locked() -> None:
-    global _session
+    global _session, _unselected
     session, _session = _session, None
+    _unselected = None
     _backend.stop()
     if session is not None:
         session.dead = True
@@ -269,6 +274,16 @@ def _wrap(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     return _backend.timed_function(func, name)  # type: ignore[no-any-return]
 
 
+def _decorate(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """What ``@Scope(...)`` and ``@scope(...)`` do: the same wrapping as ``timed``."""
+    if not callable(func):
+        raise TypeError(f"a scope decorates a callable, not {type(func).__name__}")
+    return _wrap(func, name)
+
+
+_backend.set_decorator(_decorate)
+
+
 def _qualified_name(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or ""
     qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
@@ -308,11 +323,11 @@ def timed(func_or_name: Any) -> Any:
 
 def _after_fork_in_child() -> None:
     """The child records into a file of its own and never repeats the parent's events."""
-    global _session, _state_lock
+    global _session, _state_lock, _unselected
     _state_lock = threading.RLock()  # the parent's lock may have been held by another thread
-    parent = _session
+    parent = _session or _unselected
     _backend.after_fork_child()
-    _session = None
+    _session = _unselected = None
     if parent is None:
         return
     if parent.writer is not None:
@@ -340,6 +355,9 @@ atexit.register(_at_exit)
 def _enable_from_environment() -> None:
     directory = os.environ.get("LITEPROF_LOG")
     if directory:
+        # Children inherit the variable but may run in another directory: pin it.
+        directory = os.path.abspath(directory)
+        os.environ["LITEPROF_LOG"] = directory
         enable(directory)
 
 
@@ -366,6 +384,7 @@ def _select_backend(name: str) -> None:
     else:
         raise ValueError(f"unknown backend {name!r}")
     _backend = chosen
+    _backend.set_decorator(_decorate)
     BACKEND = chosen.BACKEND
     scope = chosen.scope
     Scope = chosen.Scope

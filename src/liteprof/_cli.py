@@ -174,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_dir = args.log if args.log else tempfile.mkdtemp(prefix="liteprof-run-")
     env = dict(os.environ)
     env["LITEPROF_LOG"] = os.path.abspath(log_dir)
+    earlier = set(_logs_in(log_dir))  # a reused --log DIR: report this run's logs only
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child gets it and decides
     try:
         try:
@@ -186,8 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        if os.path.isdir(log_dir) and any(f.endswith(".lpf") for f in os.listdir(log_dir)):
-            cmd_report([log_dir], args.format, args.by)
+        new = [f for f in _logs_in(log_dir) if f not in earlier]
+        if new:
+            cmd_report([log_dir] if not earlier else new, args.format, args.by)
         else:
             sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
     except Exception as exc:  # the command's exit status matters more than the report
@@ -200,6 +202,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code < 0:  # killed by a signal: report it the way a shell does
         return 128 - code
     return code
+
+
+def _logs_in(directory: str) -> list[str]:
+    try:
+        return sorted(
+            os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".lpf")
+        )
+    except OSError:
+        return []
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

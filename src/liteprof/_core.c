@@ -1383,6 +1383,18 @@ decorator_arg(PyObject *args, PyObject *kwargs, const char *what, PyObject **fun
     return PyArg_UnpackTuple(args, "__call__", 1, 1, func) ? 0 : -1;
 }
 
+/* Set by liteprof._api: decorating goes through Python so that a coroutine function gets
+ * an async wrapper that times the whole await; a plain function gets make_timed's. */
+static PyObject *g_decorate = NULL;
+
+static PyObject *
+decorate(PyObject *func, PyObject *name)
+{
+    if (g_decorate != NULL)
+        return PyObject_CallFunctionObjArgs(g_decorate, func, name, NULL);
+    return make_timed(func, name);
+}
+
 static PyObject *
 sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -1399,7 +1411,7 @@ sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
         Py_INCREF(func);
         return func;
     }
-    return make_timed(func, name);
+    return decorate(func, name);
 }
 
 static PyObject *
@@ -1519,7 +1531,7 @@ scope_call(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *func;
     if (decorator_arg(args, kwargs, "Scope", &func) < 0)
         return NULL;
-    return make_timed(func, ((ScopeObject *)self)->name);
+    return decorate(func, ((ScopeObject *)self)->name);
 }
 
 static PyObject *
@@ -1653,6 +1665,21 @@ mod_after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+mod_set_decorator(PyObject *module, PyObject *fn)
+{
+    PyObject *old = g_decorate;
+    if (fn == Py_None) {
+        g_decorate = NULL;
+    }
+    else {
+        Py_INCREF(fn);
+        g_decorate = fn;
+    }
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 mod_set_clock(PyObject *module, PyObject *clock)
 {
     PyObject *old = g_clock;
@@ -1691,6 +1718,8 @@ static PyMethodDef module_methods[] = {
     {"active", mod_active, METH_NOARGS, "active(): True while recording."},
     {"after_fork_child", mod_after_fork_child, METH_NOARGS,
      "after_fork_child(): in a forked child, forget the parent's file and frames."},
+    {"set_decorator", mod_set_decorator, METH_O,
+     "set_decorator(fn): fn(func, name) wraps what Scope/scope() decorate; None resets."},
     {"set_clock", mod_set_clock, METH_O,
      "set_clock(clock): read clock() (int ns) instead of the monotonic clock; None resets."},
     {"_stats", mod_stats, METH_NOARGS, "Tests only: counters of the recorder's state."},

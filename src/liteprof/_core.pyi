@@ -82,6 +82,9 @@ def active() -> bool: ...
 def after_fork_child() -> None:
     """In a forked child: forget the parent's file, other threads and earlier frames."""
 
+def set_decorator(fn: Callable[[Callable[..., Any], str], Callable[..., Any]] | None) -> None:
+    """``fn(func, name)`` wraps what ``Scope``/``scope()`` decorate; ``None`` resets."""
+
 def set_clock(clock: Callable[[], int] | None) -> None:
     """Read ``clock()`` (integer nanoseconds) instead of ``CLOCK_MONOTONIC``; ``None`` resets."""
 

@@ -107,8 +107,9 @@ class _Frame:
     ``scope(name)`` returns a fresh frame, which is found by identity (its ``key`` is
     ``None``); a shared ``Scope`` pushes a frame whose key is the ``Scope``. A frame refers
     to its thread's state, so it must never be part of a reference cycle: that would keep
-    a finished thread's block (a mapping and a file descriptor) alive until the next GC. The hot path is written out inline:
-    in pure Python every function call costs as much as the work itself.
+    a finished thread's block (a mapping and a file descriptor) alive until the next GC.
+    The hot path is written out inline: in pure Python every function call costs as much
+    as the work itself.
     """
 
     __slots__ = ("key", "name", "start", "child", "task", "depth", "epoch", "st")
@@ -208,7 +209,7 @@ class _Frame:
         st.pos = pos + _SLOT
 
     def __call__(self, func: Any) -> Any:
-        return timed_function(func, self.name)
+        return _decorate(func, self.name)
 
     def __repr__(self) -> str:
         return f"<liteprof.scope {self.name!r}>"
@@ -261,12 +262,13 @@ def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool)
             ident = None
         if ident is None:
             session = _session  # read once: another thread's disable() may clear it
+            names = _names
             if session is None:
                 return
             ident = session.name_id(name)
-            if ident < 0:
-                return
-            _names[name] = ident
+            if ident < 0 or session is not _session:
+                return  # a new enable() meanwhile: that id belongs to the old file
+            names[name] = ident
         pos = st.pos
         if pos >= st.end:
             if not _next_block(st):
@@ -390,7 +392,7 @@ class Scope:
                 _pop_shared(self, et)
 
     def __call__(self, func: Any) -> Any:
-        return timed_function(func, self.name)
+        return _decorate(func, self.name)
 
     def __repr__(self) -> str:
         return f"liteprof.Scope({self.name!r})"
@@ -452,6 +454,19 @@ def after_fork_child() -> None:
         st.mm = None
         st.epoch = -1
         st.pos = st.end = 0
+
+
+def _default_decorate(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    return timed_function(func, name)
+
+
+_decorate: Callable[[Callable[..., Any], str], Callable[..., Any]] = _default_decorate
+
+
+def set_decorator(fn: Callable[[Callable[..., Any], str], Callable[..., Any]] | None) -> None:
+    """``fn(func, name)`` wraps what ``Scope``/``scope()`` decorate; ``None`` resets."""
+    global _decorate
+    _decorate = _default_decorate if fn is None else fn
 
 
 def set_clock(clock: Callable[[], int] | None) -> None:

@@ -178,6 +178,11 @@ def read_logs(paths: list[str]) -> Events:
     for path, head in zip(files, heads):
         if head == F.MAGIC:
             _read_binary(path, builder)
+        elif path.endswith(F.SUFFIX) and F.MAGIC.startswith(head):
+            # A log whose header never got (fully) written: a writer that failed or was
+            # killed at once. Nothing in it to read; it must not pass for a text log,
+            # which would make the wall time of every other log unknown.
+            builder.skipped += 1
         else:
             _read_text(path, builder)
     return builder.build()

@@ -186,6 +186,8 @@ def _cross_process(ev: Events) -> list[dict[str, Any]]:
         return []
     known = ev.proc >= 0
     key = ev.name[known].astype(np.int64) * n_proc + ev.proc[known]
+    if key.size == 0:  # only text logs had events: no process to compare
+        return []
     weights = ev.dur[known].astype(np.float64)
     if len(ev.names) * n_proc <= 4 * key.size + 65536:
         counts = np.bincount(key, minlength=len(ev.names) * n_proc)

@@ -148,6 +148,10 @@ class LogWriter:
             os.pwrite(self.fd, page, 0)
         except BaseException:
             os.close(self.fd)
+            try:
+                os.unlink(self.path)  # a log without its header is of no use to anyone
+            except OSError:
+                pass
             raise
 
     def _metadata_bytes(self) -> bytes:

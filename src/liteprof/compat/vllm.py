@@ -36,6 +36,9 @@ def log_directory(path: str) -> str:
 def _enable_from_environment() -> None:
     path = os.environ.get(ENV_VAR)
     if path and not _api.enabled():
+        # Children inherit the variable but may run in another directory: pin it.
+        path = os.path.abspath(path)
+        os.environ[ENV_VAR] = path
         _api.enable(log_directory(path))
 
 
