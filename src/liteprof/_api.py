@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar, overload
 
-from . import _writer
 from ._writer import LogWriter, current_process_name
 
 logger = logging.getLogger("liteprof")
@@ -404,19 +403,3 @@ def _select_backend(name: str) -> None:
 def _set_clock(clock: Callable[[], int] | None) -> None:
     """Tests only: make the active backend read ``clock`` instead of the monotonic clock."""
     _backend.set_clock(clock)
-
-
-__all__ = [
-    "BACKEND",
-    "Scope",
-    "disable",
-    "enable",
-    "enabled",
-    "flush",
-    "log_path",
-    "maybe_emit_report",
-    "scope",
-    "timed",
-]
-
-_ = _writer  # re-exported for tests

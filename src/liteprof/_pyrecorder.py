@@ -24,6 +24,7 @@ _pack_event = F.EVENT_STRUCT.pack_into
 _EVENT = F.KIND_EVENT
 _ERROR = F.KIND_EVENT | F.FLAG_ERROR
 _MAX_DEPTH = F.MAX_DEPTH
+_DEPTH_SHIFT = F.DEPTH_SHIFT
 
 _clock: Callable[[], int] = time.perf_counter_ns
 _session: Any = None
@@ -202,7 +203,7 @@ class _Frame:
                 self.child,
                 ident,
                 (_EVENT if et is None else _ERROR)
-                | ((depth if depth < _MAX_DEPTH else _MAX_DEPTH) << 16),
+                | ((depth if depth < _MAX_DEPTH else _MAX_DEPTH) << _DEPTH_SHIFT),
             )
         except (ValueError, TypeError):
             return  # a concurrent disable() closed the block under us; the event is dropped
@@ -275,7 +276,7 @@ def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool)
                 return
             pos = st.pos
         flags = (_ERROR if error else _EVENT) | (
-            (depth if depth < _MAX_DEPTH else _MAX_DEPTH) << 16
+            (depth if depth < _MAX_DEPTH else _MAX_DEPTH) << _DEPTH_SHIFT
         )
         _pack_event(st.mm, pos, start, dur, child, ident, flags)
         st.pos = pos + _SLOT

@@ -6,7 +6,7 @@ renderer formats this one dictionary.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -97,6 +97,25 @@ def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
+def _split_rows(
+    ev: Events,
+    part: np.ndarray,
+    n_parts: int,
+    describe: Callable[[Any], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per (scope, part): ``part`` is each event's process or thread index (-1:
+    unknown); ``describe(index or None)`` gives the row's identifying fields."""
+    n = n_parts + 1  # the last slot: events whose process or thread is unknown
+    key = ev.name.astype(np.int64) * n + np.where(part < 0, n - 1, part)
+    rows = []
+    for s in grouped_stats(key, len(ev.names) * n, ev):
+        name_idx, p = divmod(s["key"], n)
+        row = _scope_row(ev.names[name_idx], s)
+        row.update(describe(p if p < n_parts else None))
+        rows.append(row)
+    return _order(rows)
+
+
 def build_report(ev: Events, by: str | None = None) -> dict[str, Any]:
     """The report object of SPEC.md; ``by`` splits scope rows per process or thread."""
     if by not in (None, *BY_CHOICES):
@@ -108,33 +127,21 @@ def build_report(ev: Events, by: str | None = None) -> dict[str, Any]:
     if by is None:
         scopes = _order(name_rows)
     elif by == "process":
-        n_proc = len(ev.processes) + 1  # the last slot: events of unknown process
-        proc = np.where(ev.proc < 0, n_proc - 1, ev.proc).astype(np.int64)
-        key = ev.name.astype(np.int64) * n_proc + proc
-        scopes = []
-        for s in grouped_stats(key, n_names * n_proc, ev):
-            name_idx, p = divmod(s["key"], n_proc)
-            row = _scope_row(ev.names[name_idx], s)
-            row["pid"] = ev.processes[p]["pid"] if p < len(ev.processes) else None
-            scopes.append(row)
-        scopes = _order(scopes)
+
+        def process(p: int | None) -> dict[str, Any]:
+            return {"pid": ev.processes[p]["pid"] if p is not None else None}
+
+        scopes = _split_rows(ev, ev.proc, len(ev.processes), process)
     else:
-        n_thr = len(ev.threads) + 1
-        thr = np.where(ev.thread < 0, n_thr - 1, ev.thread).astype(np.int64)
-        key = ev.name.astype(np.int64) * n_thr + thr
-        scopes = []
-        for s in grouped_stats(key, n_names * n_thr, ev):
-            name_idx, t = divmod(s["key"], n_thr)
-            row = _scope_row(ev.names[name_idx], s)
-            if t < len(ev.threads):
-                info = ev.threads[t]
-                row["pid"] = ev.processes[info["proc"]]["pid"]
-                row["tid"] = info["tid"]
-                row["thread"] = info["name"]
-            else:
-                row["pid"] = row["tid"] = row["thread"] = None
-            scopes.append(row)
-        scopes = _order(scopes)
+
+        def thread(t: int | None) -> dict[str, Any]:
+            if t is None:
+                return {"pid": None, "tid": None, "thread": None}
+            info = ev.threads[t]
+            pid = ev.processes[info["proc"]]["pid"]
+            return {"pid": pid, "tid": info["tid"], "thread": info["name"]}
+
+        scopes = _split_rows(ev, ev.thread, len(ev.threads), thread)
 
     return {
         "liteprof_version": __version__,
