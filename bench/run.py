@@ -438,8 +438,10 @@ class Suite:
         self.args = args
         self.tmpdir = tmpdir
         self.liteprof = liteprof
-        self.api = liteprof._api
-        self.backends = self.api._available_backends()
+        from liteprof import testing
+
+        self.api = testing
+        self.backends = self.api.available_backends()
         self.timer = Timer(args.quick)
         self.timer.loop = asyncio.new_event_loop()
         self.repeats = args.repeats or (3 if args.quick else 9)
@@ -499,7 +501,7 @@ class Suite:
                 def backend_phase(
                     backend: str = backend, prefix: str = prefix, rep: int = rep
                 ) -> None:
-                    self.api._select_backend(backend)
+                    self.api.use_backend(backend)
                     assert lp.BACKEND == backend, (lp.BACKEND, backend)
                     d = self._enable()
                     ns = self._backend_namespace()
@@ -551,7 +553,7 @@ class Suite:
                 peer.note = peer.cleanup()
         self.timer.loop.close()
         # Leave the process on the default backend.
-        self.api._select_backend(self.backends[0])
+        self.api.use_backend(self.backends[0])
 
 
 # -- never enabled: fresh subprocesses -------------------------------------------------------
@@ -634,7 +636,7 @@ def run_threads(suite: Suite, quick: bool) -> dict[str, dict[int, list[float]]]:
     gc.disable()
     try:
         for backend in suite.backends:
-            suite.api._select_backend(backend)
+            suite.api.use_backend(backend)
             d = suite._enable()
             out[backend] = {1: [], 2: [], 4: []}
             thread_throughput(lp, 1, 0.05)  # attach the main thread's recorder path
@@ -651,7 +653,7 @@ def run_threads(suite: Suite, quick: bool) -> dict[str, dict[int, list[float]]]:
     finally:
         if gc_was:
             gc.enable()
-        suite.api._select_backend(suite.backends[0])
+        suite.api.use_backend(suite.backends[0])
     return out
 
 
@@ -1134,7 +1136,7 @@ def write_markdown(
         "the minimum (and the median) over the repeats. **net** = a row's ns per iteration "
         "less the empty loop's; **ratios are of net times** (from the minima), against the "
         "row named in *vs*. Enabled means `liteprof.enable(tmpdir)`; the backends are "
-        "switched in-process with `liteprof._api._select_backend()`."
+        "switched in-process with `liteprof.testing.use_backend()`."
     )
     add("")
 
@@ -1364,7 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "liteprof_version": liteprof.__version__,
                 "backend": liteprof.BACKEND,
-                "backends": liteprof._api._available_backends(),
+                "backends": __import__("liteprof.testing").testing.available_backends(),
                 "liteprof_path": os.path.dirname(liteprof.__file__),
             }
         )

@@ -34,7 +34,7 @@ find_python() {
 SMOKE=$(cat <<'EOF'
 import os, struct, sys, tempfile, threading
 import liteprof
-from liteprof import _format as F
+from liteprof.log import format as F
 
 assert liteprof.BACKEND == "c", f"backend is {liteprof.BACKEND!r}, not the C core"
 d = tempfile.mkdtemp(prefix="liteprof-ci-")
@@ -65,7 +65,7 @@ files = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".lpf")]
 assert len(files) == 1, files
 data = open(files[0], "rb").read()
 magic, version, hsize, slot, _ = struct.unpack_from("<8sIIII", data, 0)
-assert (magic, version, hsize, slot) == (b"LITEPROF", 1, 4096, 32)
+assert (magic, version, hsize, slot) == (b"LITEPROF", F.VERSION, 4096, 32)
 names, threads, events = {}, {}, {}
 pos = hsize
 while pos + 32 <= len(data):

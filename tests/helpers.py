@@ -68,8 +68,8 @@ def report_json(*paths: str, by: str | None = None) -> dict[str, Any]:
 
 def read(*paths: str, by: str | None = None) -> dict[str, Any]:
     """The JSON report, built in this process (faster than the CLI)."""
-    from liteprof._reader import read_logs
-    from liteprof._report import build_report
+    from liteprof.analysis.report import build_report
+    from liteprof.log.reader import read_logs
 
     return build_report(read_logs(list(paths)), by=by)
 

@@ -36,7 +36,7 @@ t.start(); t.join()
 
 
 @pytest.fixture
-def recorded(logdir: str) -> str:
+def recorded(backend: str, logdir: str) -> str:
     run_python(RECORD, LITEPROF_LOG=logdir, RANK="2")
     return logdir
 
@@ -132,6 +132,7 @@ def test_text_formats(recorded: str, fmt: str) -> None:
         assert "Group Step" in proc.stdout and "TOTAL" in proc.stdout
 
 
+@pytest.mark.usefixtures("backend")
 def test_names_are_escaped_so_a_row_stays_one_row(logdir: str) -> None:
     run_python(
         """
@@ -173,6 +174,7 @@ def test_vllm_text_log_with_malformed_lines(tmp_path: os.PathLike[str]) -> None:
     assert rows["name|with|pipes"]["total_ns"] == 700
 
 
+@pytest.mark.usefixtures("backend")
 def test_run_reports_and_returns_the_commands_status(tmp_path: os.PathLike[str]) -> None:
     script = os.path.join(os.fspath(tmp_path), "app.py")
     with open(script, "w") as fh:
@@ -185,6 +187,7 @@ def test_run_reports_and_returns_the_commands_status(tmp_path: os.PathLike[str])
     assert not os.path.exists(source)  # the temporary log folder is gone
 
 
+@pytest.mark.usefixtures("backend")
 def test_run_with_log_keeps_it(tmp_path: os.PathLike[str]) -> None:
     log = os.path.join(os.fspath(tmp_path), "kept")
     proc = cli("run", "--log", log, "--", sys.executable, ENGINE, "--steps", "20")
@@ -226,6 +229,7 @@ def test_file_that_is_not_a_log(tmp_path: os.PathLike[str]) -> None:
     assert "not a liteprof log" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.usefixtures("backend")
 def test_vllm_compat_switch_by_one_import(tmp_path: os.PathLike[str]) -> None:
     log = os.path.join(os.fspath(tmp_path), "vllm_lite.log")
     proc = run_python(
@@ -248,6 +252,7 @@ def test_vllm_compat_switch_by_one_import(tmp_path: os.PathLike[str]) -> None:
     assert proc.stdout.strip() == "removed"
 
 
+@pytest.mark.usefixtures("backend")
 def test_empty_directory_is_an_error_and_run_of_a_silent_program_says_so(
     tmp_path: os.PathLike[str],
 ) -> None:
@@ -261,6 +266,7 @@ def test_empty_directory_is_an_error_and_run_of_a_silent_program_says_so(
     assert "nothing was recorded" in proc.stderr
 
 
+@pytest.mark.usefixtures("backend")
 def test_run_with_a_reused_log_directory_reports_this_run_only(
     tmp_path: os.PathLike[str],
 ) -> None:

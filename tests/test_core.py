@@ -1,4 +1,4 @@
-"""Tests specific to the C core ``liteprof._core``: references, memory, exceptions,
+"""Tests specific to the C core ``liteprof.record._core``: references, memory, exceptions,
 function metadata, re-entrant sessions, and byte-for-byte agreement with the pure-Python
 twin under a deterministic clock.
 """
@@ -24,18 +24,18 @@ from typing import Any
 import pytest
 
 import liteprof
-from liteprof import _api
-from liteprof import _format as F
+from liteprof import testing
+from liteprof.log import format as F
 
 from .helpers import log_files, run_python
 
-core = pytest.importorskip("liteprof._core")
+core = pytest.importorskip("liteprof.record._core")
 
 
 @pytest.fixture(autouse=True)
 def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Overrides the suite-wide fixture: these tests run once, on the C core."""
-    _api._select_backend("c")
+    testing.use_backend("c")
     monkeypatch.delenv("LITEPROF_PURE", raising=False)
     for var in ("LITEPROF_LOG", "LITEPROF_PROCESSES", "VLLM_LITE_PROFILER_LOG_PATH"):
         monkeypatch.delenv(var, raising=False)
@@ -44,7 +44,7 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     liteprof.disable()
     core.stop()
     core.set_clock(None)
-    _api._set_clock(None)
+    testing.set_clock(None)
     assert not left_on, "the test left recording switched on"
 
 
@@ -66,7 +66,7 @@ def raw_log(path: str) -> dict[str, Any]:
     with open(path, "rb") as fh:
         data = fh.read()
     magic, version, header_size, slot, _meta_len = F.HEADER_STRUCT.unpack_from(data, 0)
-    assert (magic, version, header_size, slot) == (F.MAGIC, 1, 4096, 32)
+    assert (magic, version, header_size, slot) == (F.MAGIC, F.VERSION, 4096, 32)
     names: dict[int, str] = {}
     threads: dict[int, str] = {}
     events: dict[int, list[tuple[Any, ...]]] = {}
@@ -487,7 +487,7 @@ def test_thread_states_are_freed_when_threads_end(logdir: str) -> None:
 
 def test_stop_releases_every_threads_block(logdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     maps: list[mmap.mmap] = []
-    from liteprof import _writer
+    from liteprof.log import writer as _writer
 
     orig = _writer.LogWriter.new_block
 
@@ -532,7 +532,7 @@ def test_fork_child_never_writes_parent_frames_or_mapping(tmp_path: Any) -> None
         import os, threading, warnings
         warnings.simplefilter("ignore", DeprecationWarning)
         import liteprof
-        from liteprof import _core
+        from liteprof.record import _core
         assert liteprof.BACKEND == "c"
         liteprof.enable({out!r})
         gate = threading.Event()
@@ -765,7 +765,7 @@ def test_non_str_name_is_reported_to_the_session_not_raised() -> None:
         def name_id(self, name: Any) -> int:
             if not isinstance(name, str):
                 self.bad.append(name)
-                core.stop()  # what _api._Session does through _fail()
+                core.stop()  # what session.Session does through fail()
                 return -1
             return 1
 
@@ -898,17 +898,17 @@ def _out_of_order_program() -> None:
 def _run_on_both(program: Any, tmp_path: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     logs = {}
     for name in ("python", "c"):
-        _api._select_backend(name)
-        _api._set_clock(StepClock())
+        testing.use_backend(name)
+        testing.set_clock(StepClock())
         directory = os.path.join(os.fspath(tmp_path), name)
         liteprof.enable(directory)
         try:
             program()
         finally:
             liteprof.disable()
-            _api._set_clock(None)
+            testing.set_clock(None)
         logs[name] = only_log(directory)
-    _api._select_backend("c")
+    testing.use_backend("c")
     return logs["python"], logs["c"]
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from .helpers import child_env, log_files, read, report_json, scopes_by_name
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
+
 # Four threads close scopes of two names each (nested, so self times and depths are
 # exercised), enough to fill several blocks per thread; then a worker thread and the main
 # thread each hold a scope open while the process dies.

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from liteprof._errors import LogError
-from liteprof._reader import read_logs
-from liteprof._report import build_report
+from liteprof.analysis.report import build_report
+from liteprof.log.errors import LogError
+from liteprof.log.reader import read_logs
 
 from .faultkit import HEADER, SLOT, LogLayout, check_reader_outcome, run_reader
 from .helpers import log_files, run_python

@@ -23,22 +23,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liteprof._diff import (
+from liteprof.analysis.diff import build_diff, regressions
+from liteprof.analysis.report import build_report
+from liteprof.analysis.stats import (
     ALPHA,
-    HEADERS,
     MAX_TEST_EVENTS,
-    build_diff,
     change_interval,
     mann_whitney,
     normal_quantile,
-    regressions,
-    render_diff,
     t_quantile,
     thin,
 )
-from liteprof._reader import Events, read_logs
-from liteprof._report import build_report
+from liteprof.log.events import Events
+from liteprof.log.reader import read_logs
+from liteprof.renderers import render
 from liteprof.renderers.base import one_line
+from liteprof.renderers.sections import DIFF_HEADERS as HEADERS
 
 # -- driving liteprof as a user would -----------------------------------------------------
 
@@ -390,9 +390,13 @@ def make_events(scopes: dict[str, Any], source: str = "synthetic") -> Events:
         name=name,
         dur=dur,
         self_ns=dur.copy(),
+        start=np.zeros(n, np.int64),
+        depth=np.zeros(n, np.int32),
         error=np.zeros(n, bool),
         proc=np.full(n, -1, np.int32),
         thread=np.full(n, -1, np.int32),
+        lane=np.zeros(n, np.int32),
+        parent=np.full(n, -1, np.int64),
     )
 
 
@@ -505,7 +509,7 @@ def test_zero_durations() -> None:
     up = build_diff(make_events({"s": [0] * 10}), make_events({"s": [50] * 10}))
     assert one(up)["change"] is None and one(up)["verdict"] == "slower"
     assert regressions(up, 1e6) == ["s"]
-    json.loads(render_diff(up, "json"))
+    json.loads(render(up, "json", "diff"))
     down = one(build_diff(make_events({"s": [50] * 10}), make_events({"s": [0] * 10})))
     assert down["change"] == -1.0 and down["verdict"] == "faster"
 
@@ -594,16 +598,16 @@ def test_renderers_escape_names_and_reject_unknown_formats() -> None:
     }
     diff = build_diff(make_events(names), make_events({k: [200] * 10 for k in names}))
     for fmt in ("plain", "rich", "markdown", "table"):
-        text = render_diff(diff, fmt)
+        text = render(diff, fmt, "diff")
         body = [line for line in text.splitlines() if "+100.0%" in line]
         assert len(body) == len(names), (fmt, text)
-    plain = render_diff(diff, "plain")
+    plain = render(diff, "plain", "diff")
     assert "line\\nbreak" in plain and "tab\\there" in plain and "…" in plain
-    markdown = render_diff(diff, "markdown")
+    markdown = render(diff, "markdown", "diff")
     assert "a\\|b" in markdown and "&lt;b&gt;x&lt;/b&gt;" in markdown
-    assert json.loads(render_diff(diff, "json")) == diff
+    assert json.loads(render(diff, "json", "diff")) == diff
     with pytest.raises(ValueError):
-        render_diff(diff, "csv")
+        render(diff, "csv", "diff")
 
 
 @st.composite
@@ -639,6 +643,6 @@ def test_properties(base: dict[str, list[int]], new: dict[str, list[int]]) -> No
             assert other["p_value"] == row["p_value"]
         elif row["verdict"] in ("added", "removed"):
             assert other["verdict"] == mirror[row["verdict"]]
-    json.loads(render_diff(forward, "json"))
+    json.loads(render(forward, "json", "diff"))
     for fmt in ("plain", "markdown"):
-        render_diff(forward, fmt)
+        render(forward, fmt, "diff")

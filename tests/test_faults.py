@@ -21,6 +21,8 @@ import pytest
 from .faultkit import mount_tmpfs, tmpfs, unmount
 from .helpers import child_env, log_files, report_json, scopes_by_name
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
+
 # The child logs with the logger's name in every line, so the test can tell liteprof's
 # warning from anything else on stderr.
 FILL = """

@@ -14,7 +14,11 @@ import textwrap
 import time
 from typing import Any
 
+import pytest
+
 from .helpers import child_env, log_files, read
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
 
 PROCS, THREADS, SCOPES = 16, 4, 5000
 

@@ -26,6 +26,8 @@ import liteprof
 
 from .helpers import child_env, read, run_python, scopes_by_name
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
+
 NAMES = [
     "a|b",
     "line\nbreak",

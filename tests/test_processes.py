@@ -14,6 +14,8 @@ import pytest
 
 from .helpers import child_env, log_files, read, run_python, scopes_by_name
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
+
 
 def test_env_var_records_every_python_subprocess(logdir: str) -> None:
     run_python(

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 import liteprof
-from liteprof import _api
+from liteprof import testing
 
 from .helpers import log_files, read, scopes_by_name
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
 
 
 class StepClock:
@@ -33,9 +35,9 @@ class StepClock:
 @pytest.fixture
 def clock() -> Iterator[StepClock]:
     c = StepClock()
-    _api._set_clock(c)
+    testing.set_clock(c)
     yield c
-    _api._set_clock(None)
+    testing.set_clock(None)
 
 
 def test_disabled_scope_is_one_shared_noop() -> None:
@@ -241,14 +243,14 @@ def test_percentiles_match_numpy(logdir: str) -> None:
     rng = np.random.default_rng(7)
     durations = rng.integers(1, 1_000_000, size=2001)
     readings = iter(np.column_stack([np.zeros_like(durations), durations]).ravel().tolist())
-    _api._set_clock(lambda: next(readings))
+    testing.set_clock(lambda: next(readings))
     liteprof.enable(logdir)
     sc = liteprof.Scope("P")
     for _ in range(durations.size):
         with sc:
             pass
     liteprof.disable()
-    _api._set_clock(None)
+    testing.set_clock(None)
     row = scopes_by_name(read(logdir))["P"]
     for p in (50, 90, 99):
         exact = np.percentile(durations, p, method="inverted_cdf")
@@ -394,7 +396,7 @@ def test_backend_is_reported() -> None:
 def test_event_times_follow_the_system_clocks(logdir: str) -> None:
     """Durations and start times land on the monotonic/wall timeline of the header
     anchors (the C core may count TSC ticks and convert them)."""
-    from liteprof._reader import read_logs
+    from liteprof.log.reader import read_logs
 
     liteprof.enable(logdir)
     with liteprof.scope("Warm"):

@@ -24,9 +24,11 @@ from typing import Any
 import pytest
 
 import liteprof
-from liteprof import _format as F
+from liteprof.log import format as F
 
 from .helpers import log_files, read, run_python, scopes_by_name
+
+pytestmark = pytest.mark.usefixtures("backend")  # every test here records
 
 
 @pytest.fixture
@@ -255,7 +257,16 @@ def test_reader_source_never_evaluates_or_unpickles() -> None:
         "compile(",
         "importlib",
     )
-    for name in ("_reader.py", "_report.py", "_errors.py", "_format.py"):
+    for name in (
+        "log/reader.py",
+        "log/scan.py",
+        "log/text.py",
+        "log/events.py",
+        "log/errors.py",
+        "log/format.py",
+        "analysis/report.py",
+        "analysis/stats.py",
+    ):
         with open(os.path.join(src_dir, name), encoding="utf-8") as fh:
             text = fh.read()
         for word in forbidden:

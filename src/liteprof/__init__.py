@@ -3,12 +3,14 @@
 Mark blocks with ``with liteprof.scope("Group:Name"):``, ``@liteprof.timed`` or a
 module-level ``liteprof.Scope``; run with ``LITEPROF_LOG=dir`` to record; read the result
 with ``liteprof report dir``. Without ``LITEPROF_LOG`` (and no ``enable()``) the scopes cost
-almost nothing. See ``docs/`` and ``../shared/SPEC.md`` in the repository.
+almost nothing. See ``docs/`` in the repository.
 """
 
 from __future__ import annotations
 
-from ._api import (
+from ._emit import maybe_emit_report
+from ._version import __version__
+from .record.api import (
     BACKEND,
     Scope,
     disable,
@@ -16,11 +18,9 @@ from ._api import (
     enabled,
     flush,
     log_path,
-    maybe_emit_report,
     scope,
     timed,
 )
-from ._version import __version__
 
 __all__ = [
     "BACKEND",
@@ -36,7 +36,7 @@ __all__ = [
     "timed",
 ]
 
-from ._api import _enable_from_environment
+from .record.api import enable_from_environment as _enable_from_environment
 
 _enable_from_environment()
 del _enable_from_environment

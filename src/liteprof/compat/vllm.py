@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 
-from .. import _api
-from .._api import Scope, scope
+from .. import _emit
+from ..record import api as _api
+from ..record.api import Scope, scope
 
 LiteProfilerScope = scope
 LiteScope = scope
@@ -44,7 +45,7 @@ def _enable_from_environment() -> None:
 
 def maybe_emit_lite_profiler_report() -> None:
     """Log the summary tables and remove this process's log (vLLM's behaviour)."""
-    _api.maybe_emit_report(keep_log=False)
+    _emit.maybe_emit_report(keep_log=False)
 
 
 _enable_from_environment()

@@ -1,4 +1,9 @@
-"""Output formats of ``liteprof report``: one module each, chosen by name."""
+"""Analysis results -> text for people: one module per format, chosen by name.
+
+``RENDERERS`` maps a format name to its class; each class says which results it draws
+(``kinds``: ``"report"``, ``"diff"``). The command line takes its ``--format`` choices
+from here.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +24,21 @@ RENDERERS: dict[str, type[Renderer]] = {
     "markdown": MarkdownRenderer,
 }
 
-REPORT_FORMATS = ("table", "json", "csv", "markdown")
+_INTERNAL = ("plain", "rich")  # what ``table`` picks from; not offered on the command line
 
 
-def render(report: dict[str, Any], fmt: str = "table") -> str:
-    """Render a report object (see ``_report.build_report``) in format ``fmt``."""
-    try:
-        cls = RENDERERS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(RENDERERS)}") from None
-    return cls().render(report)
+def formats(kind: str) -> tuple[str, ...]:
+    """The ``--format`` choices for a kind of result (``"report"`` or ``"diff"``)."""
+    return tuple(n for n, c in RENDERERS.items() if kind in c.kinds and n not in _INTERNAL)
 
 
-__all__ = ["RENDERERS", "REPORT_FORMATS", "Renderer", "render"]
+def render(data: dict[str, Any], fmt: str = "table", kind: str = "report") -> str:
+    """Render a report or diff object in format ``fmt``."""
+    cls = RENDERERS.get(fmt)
+    if cls is None or kind not in cls.kinds:
+        choices = ", ".join(n for n, c in RENDERERS.items() if kind in c.kinds)
+        raise ValueError(f"unknown {kind} format {fmt!r}; choose from {choices}")
+    return cls().render(data, kind)
+
+
+__all__ = ["RENDERERS", "Renderer", "formats", "render"]

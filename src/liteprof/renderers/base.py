@@ -1,17 +1,54 @@
-"""Shared pieces of the renderers."""
+"""What every renderer shares: the base class, the document model, escaping, units.
+
+Text renderers (plain, rich, markdown) draw one ``Document``: summary lines and
+``Section`` tables, built once from the analysis result by ``sections.py``. Escaping of
+names happens here (``one_line``) and, for markup, in each renderer.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class Renderer:
-    """Formats a report object as text."""
+    """Formats an analysis result (a report or a diff object) as text.
 
-    def render(self, report: dict[str, Any]) -> str:
+    ``kinds`` says which results a renderer draws; ``render`` gets the JSON-able object
+    of ``docs/REPORT.md``.
+    """
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"report"})
+
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
         raise NotImplementedError
+
+
+@dataclass
+class Section:
+    """One table: a title, column headers and rows of cells (first column left-aligned).
+
+    ``styles`` optionally gives each row a style name (``"slower"``, ``"faster"``, ...)
+    that a renderer with colour may use; ``indent`` gives each row's nesting level, drawn
+    before the first cell.
+    """
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    styles: list[str | None] = field(default_factory=list)
+    indent: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    """A rendered result before it is drawn: a heading, summary lines, tables."""
+
+    heading: str
+    summary: list[str]
+    sections: list[Section]
 
 
 def one_line(text: str) -> str:
@@ -62,60 +99,6 @@ def fmt_percent(share: float) -> str:
     return f"{100.0 * share:.2f}%"
 
 
-def row_label(row: dict[str, Any]) -> str:
-    """Extra identity of a ``--by process|thread`` row."""
-    parts = []
-    if "pid" in row:
-        parts.append(f"pid {row['pid']}" if row["pid"] is not None else "pid ?")
-    if "tid" in row:
-        name = one_line(str(row.get("thread") or "?"))
-        parts.append(f"tid {row['tid']} {name}" if row["tid"] is not None else "tid ?")
-    return ", ".join(parts)
-
-
-SCOPE_HEADERS = [
-    "Scope",
-    "Count",
-    "Errors",
-    "Total (s)",
-    "Self (s)",
-    "Mean",
-    "Min",
-    "p50",
-    "p90",
-    "p99",
-    "Max",
-]
-
-
-def scope_cells(row: dict[str, Any], name_width: int | None = 100) -> list[str]:
-    name = one_line(row["name"])
-    if name_width:
-        name = shorten(name, name_width)
-    label = row_label(row)
-    if label:
-        name = f"{name} [{label}]"
-    return [
-        name,
-        str(row["count"]),
-        str(row["errors"]),
-        fmt_seconds(row["total_ns"]),
-        fmt_seconds(row["self_ns"]),
-        fmt_duration(row["mean_ns"]),
-        fmt_duration(row["min_ns"]),
-        fmt_duration(row["p50_ns"]),
-        fmt_duration(row["p90_ns"]),
-        fmt_duration(row["p99_ns"]),
-        fmt_duration(row["max_ns"]),
-    ]
-
-
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    wall = report.get("wall_ns")
-    lines = [
-        f"liteprof {report.get('liteprof_version', '')} report: "
-        f"{report['records']} events, {report['skipped']} skipped, "
-        f"wall {fmt_seconds(wall) + ' s' if wall is not None else 'unknown'}",
-        "sources: " + ", ".join(one_line(s) for s in report.get("sources", [])),
-    ]
-    return lines
+def fmt_change(change: float | None) -> str:
+    """``+12.3%``; ``-`` where the change is undefined."""
+    return "-" if change is None else f"{100.0 * change:+.1f}%"

@@ -25,8 +25,8 @@ COLUMNS = [
 
 
 class CsvRenderer(Renderer):
-    def render(self, report: dict[str, Any]) -> str:
-        rows = report["scopes"]
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+        rows = data["scopes"]
         extra = [c for c in ("pid", "tid", "thread") if rows and c in rows[0]]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

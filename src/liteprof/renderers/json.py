@@ -1,13 +1,15 @@
-"""``--format json``: the report object itself (SPEC.md)."""
+"""``--format json``: the report (or diff) object itself (``docs/REPORT.md``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import Renderer
 
 
 class JsonRenderer(Renderer):
-    def render(self, report: dict[str, Any]) -> str:
-        return json.dumps(report, indent=2, ensure_ascii=False)
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+        return json.dumps(data, indent=2, ensure_ascii=False)

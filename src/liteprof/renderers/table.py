@@ -4,72 +4,14 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import (
-    SCOPE_HEADERS,
-    Renderer,
-    fmt_percent,
-    fmt_seconds,
-    one_line,
-    scope_cells,
-    shorten,
-    summary_lines,
-)
-from .markdown import _slowest
+from .base import Renderer, Section, shorten
+from .sections import document
 
-Section = tuple[str, list[str], list[list[str]]]
-
-
-def sections(report: dict[str, Any]) -> list[Section]:
-    """The report's tables as (title, headers, rows of cells)."""
-    out: list[Section] = [
-        ("Scopes (largest total first)", SCOPE_HEADERS, [scope_cells(r) for r in report["scopes"]])
-    ]
-    for group in report["groups"]:
-        rows = [
-            [shorten(one_line(s["name"])), fmt_seconds(s["total_ns"]), fmt_percent(s["share"])]
-            for s in group["scopes"]
-        ]
-        rows.append(["TOTAL", fmt_seconds(group["total_ns"]), "100.00%"])
-        out.append((f"Group {one_line(group['group'])}", ["Scope", "Seconds", "% of group"], rows))
-    if len(report.get("processes", [])) > 1:
-        out.append(
-            (
-                "Processes",
-                ["PID", "Name", "Host", "Rank", "Events"],
-                [
-                    [
-                        str(p["pid"]),
-                        one_line(p["name"]),
-                        one_line(p["host"]),
-                        "" if p["rank"] is None else str(p["rank"]),
-                        str(p["records"]),
-                    ]
-                    for p in report["processes"]
-                ],
-            )
-        )
-    cross = report.get("cross_process") or []
-    if cross:
-        out.append(
-            (
-                "Across processes (per-process totals)",
-                ["Scope", "Processes", "Min (s)", "Median (s)", "Max (s)", "Slowest"],
-                [
-                    [
-                        shorten(one_line(c["name"])),
-                        str(c["processes"]),
-                        fmt_seconds(c["min_total_ns"]),
-                        fmt_seconds(c["median_total_ns"]),
-                        fmt_seconds(c["max_total_ns"]),
-                        one_line(_slowest(c)),
-                    ]
-                    for c in cross
-                ],
-            )
-        )
-    return out
+NAME_WIDTH = 100
+"""Longest name a text table shows (the middle is elided); markdown shows them whole."""
+_RICH_STYLES = {"slower": "red", "faster": "green", "added": "cyan", "removed": "magenta"}
 
 
 def plain_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -87,33 +29,60 @@ def plain_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [line(headers), rule] + [line(c) for c in rows]
 
 
+def _first_cells(section: Section, width: int) -> list[list[str]]:
+    """Rows with the first cell shortened to ``width`` and indented by nesting level."""
+    out = []
+    for i, cells in enumerate(section.rows):
+        level = section.indent[i] if i < len(section.indent) else 0
+        out.append(["  " * level + shorten(cells[0], width), *cells[1:]])
+    return out
+
+
 class PlainTableRenderer(Renderer):
-    def render(self, report: dict[str, Any]) -> str:
-        out = list(summary_lines(report))
-        for title, headers, rows in sections(report):
-            out += ["", title]
-            out += plain_table(headers, rows)
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+        doc = document(data, kind)
+        out = list(doc.summary)
+        for section in doc.sections:
+            out.append("")
+            if section.title:
+                out.append(section.title)
+            out += plain_table(section.headers, _first_cells(section, NAME_WIDTH))
         return "\n".join(out)
 
 
 class RichTableRenderer(Renderer):
-    def render(self, report: dict[str, Any]) -> str:
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
+        doc = document(data, kind)
         buf = io.StringIO()
-        console = Console(file=buf, force_terminal=sys.stdout.isatty(), width=160)
-        for line in summary_lines(report):
+        # A diff has more figures beside each name: a wider console, shorter names.
+        width, name_width = (200, 60) if kind == "diff" else (160, NAME_WIDTH)
+        console = Console(file=buf, force_terminal=sys.stdout.isatty(), width=width)
+        for line in doc.summary:
             console.print(Text(line))
-        for title, headers, rows in sections(report):
-            table = Table(title=title, title_justify="left")
-            for i, h in enumerate(headers):
+        for section in doc.sections:
+            table = Table(title=section.title or None, title_justify="left")
+            for i, h in enumerate(section.headers):
                 table.add_column(
-                    h, justify="left" if i == 0 else "right", overflow="ellipsis", no_wrap=True
+                    h,
+                    justify="left" if i == 0 else "right",
+                    overflow="ellipsis",
+                    no_wrap=True,
+                    min_width=None if i == 0 or kind != "diff" else len(h),
                 )
-            for cells in rows:
-                table.add_row(*(Text(c) for c in cells))
+            for i, cells in enumerate(_first_cells(section, name_width)):
+                texts = [Text(c) for c in cells]
+                style = section.styles[i] if i < len(section.styles) else None
+                if style in _RICH_STYLES:
+                    texts[-1].stylize(_RICH_STYLES[style])
+                table.add_row(*texts)
             console.print(table)
         return buf.getvalue().rstrip("\n")
 
@@ -121,12 +90,14 @@ class RichTableRenderer(Renderer):
 class TableRenderer(Renderer):
     """Rich when writing to a terminal and rich is installed; plain text otherwise."""
 
-    def render(self, report: dict[str, Any]) -> str:
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+
+    def render(self, data: dict[str, Any], kind: str = "report") -> str:
         if sys.stdout.isatty():
             try:
                 import rich  # noqa: F401
             except ImportError:
                 pass
             else:
-                return RichTableRenderer().render(report)
-        return PlainTableRenderer().render(report)
+                return RichTableRenderer().render(data, kind)
+        return PlainTableRenderer().render(data, kind)

@@ -1,4 +1,4 @@
-/* liteprof._core: the compiled recorder, a drop-in twin of _pyrecorder.py.
+/* liteprof.record._core: the compiled recorder, a drop-in twin of _pyrecorder.py.
  *
  * Same names, same semantics, same log bytes (docs/FORMAT.md). Everything here runs
  * with the GIL held; the GIL is what makes the per-thread state and the globals safe
@@ -20,7 +20,7 @@
 #define FLAG_ERROR (1u << 8)
 #define DEPTH_SHIFT 16
 #define MAX_DEPTH 0xFFFFu
-#define CAPSULE_NAME "liteprof._core.thread_state"
+#define CAPSULE_NAME "liteprof.record._core.thread_state"
 #define FREELIST_MAX 64
 /* Bound on how often one event retries after a callback changed the thread's state;
  * each retry follows real progress, so this is only a guard against pathological
@@ -56,7 +56,7 @@ typedef struct ThreadState {
     long tidx;
 } ThreadState;
 
-/* Block sizes come from liteprof._format at import, so the two backends cannot drift. */
+/* Block sizes come from liteprof.log.format at import, so the two backends cannot drift. */
 static Py_ssize_t min_block = 4096;
 static Py_ssize_t max_block = 1024 * 1024;
 
@@ -126,150 +126,8 @@ put32_release(char *p, uint32_t v)
 #endif
 }
 
-static inline int64_t
-mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
-/* -- the clock ----------------------------------------------------------------------
- *
- * Frames hold "ticks": nanoseconds of CLOCK_MONOTONIC, or, where the kernel itself keeps
- * time with an invariant TSC (its clocksource is "tsc"), raw TSC readings, which cost a
- * third of a vDSO clock_gettime (about 10 vs 23 ns here) and every event needs two.
- * Ticks become nanoseconds with a 32.32 fixed-point factor calibrated against
- * CLOCK_MONOTONIC when recording starts and refined at every new block, so start times
- * stay on the CLOCK_MONOTONIC timeline that the log header's anchors and the pure-Python
- * twin (time.perf_counter_ns) use. LITEPROF_NO_TSC=1 turns the TSC off. */
-
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#include <x86intrin.h>
-#define HAVE_TSC 1
-#endif
-
-static int g_tsc = 0;            /* frames hold TSC ticks (else ns) */
-static int g_tsc_allowed = -1;   /* -1: not checked yet */
-#ifdef HAVE_TSC
-static uint64_t g_tsc_mult = 0;  /* ns per tick, 32.32 fixed point */
-static uint64_t g_tsc_base = 0;  /* a tick ... */
-static int64_t g_tsc_base_ns = 0; /* ... and the CLOCK_MONOTONIC ns it was read with */
-static uint64_t g_tsc_cal = 0;   /* the first calibration point, for later refinement */
-static int64_t g_tsc_cal_ns = 0;
-
-static int
-tsc_allowed(void)
-{
-    if (g_tsc_allowed >= 0)
-        return g_tsc_allowed;
-    g_tsc_allowed = 0;
-    const char *off = getenv("LITEPROF_NO_TSC");
-    if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0)
-        return 0;
-    /* The kernel only keeps time with the TSC once it found it invariant and synchronised
-     * across CPUs; it is the best judge of that, on bare metal and in VMs alike. */
-    FILE *fh = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
-    if (fh == NULL)
-        return 0;
-    char buf[32] = {0};
-    if (fgets(buf, sizeof(buf), fh) != NULL && strncmp(buf, "tsc", 3) == 0 &&
-        (buf[3] == '\n' || buf[3] == '\0'))
-        g_tsc_allowed = 1;
-    fclose(fh);
-    return g_tsc_allowed;
-}
-
-static inline int64_t
-tsc_to_ns(uint64_t ticks)
-{
-    return (int64_t)(((unsigned __int128)ticks * g_tsc_mult) >> 32);
-}
-
-/* Measure ns per tick over `spin_ns` (start) or since the first calibration (refine),
- * and move the base to now. */
-static void
-tsc_calibrate(int refine)
-{
-    int64_t n0, n1;
-    uint64_t t0, t1;
-    if (refine) {
-        n0 = g_tsc_cal_ns;
-        t0 = g_tsc_cal;
-        n1 = mono_ns();
-        t1 = __rdtsc();
-    }
-    else {
-        n0 = mono_ns();
-        t0 = __rdtsc();
-        do {
-            n1 = mono_ns();
-            t1 = __rdtsc();
-        } while (n1 - n0 < 2000000); /* 2 ms: the factor is good to ~1e-5 at once */
-        g_tsc_cal = t0;
-        g_tsc_cal_ns = n0;
-    }
-    if (t1 <= t0 || n1 <= n0) {
-        g_tsc = 0; /* the TSC went backwards or stood still: not to be trusted */
-        return;
-    }
-    g_tsc_mult = (uint64_t)((((unsigned __int128)(uint64_t)(n1 - n0)) << 32) / (t1 - t0));
-    g_tsc_base = t1;
-    g_tsc_base_ns = n1;
-}
-#endif
-
-/* Recording starts: choose the clock. Only called when no frame of the new epoch exists
- * yet, so ticks of both kinds never meet. */
-static void
-clock_start(void)
-{
-    g_tsc = 0;
-#ifdef HAVE_TSC
-    if (tsc_allowed()) {
-        g_tsc = 1;
-        /* Once per process (a forked child inherits it): later starts only refine. */
-        tsc_calibrate(g_tsc_mult != 0);
-    }
-#endif
-}
-
-static inline int64_t
-now_ticks(void)
-{
-#ifdef HAVE_TSC
-    if (g_tsc)
-        return (int64_t)__rdtsc();
-#endif
-    return mono_ns();
-}
-
-/* A duration in ticks -> ns; never negative (TSCs of two CPUs may differ by a few ticks). */
-static inline int64_t
-ticks_dur(int64_t d)
-{
-    if (d <= 0)
-        return 0;
-#ifdef HAVE_TSC
-    if (g_tsc)
-        return tsc_to_ns((uint64_t)d);
-#endif
-    return d;
-}
-
-/* A point in ticks -> CLOCK_MONOTONIC ns. */
-static inline int64_t
-ticks_time(int64_t t)
-{
-#ifdef HAVE_TSC
-    if (g_tsc) {
-        uint64_t u = (uint64_t)t;
-        return u >= g_tsc_base ? g_tsc_base_ns + tsc_to_ns(u - g_tsc_base)
-                               : g_tsc_base_ns - tsc_to_ns(g_tsc_base - u);
-    }
-#endif
-    return t;
-}
+#include "_clock.h"
 
 static int
 clock_py(int64_t *out)
@@ -850,201 +708,7 @@ exit_error_arg(PyObject *const *args, Py_ssize_t nargs, int *error)
     return 0;
 }
 
-/* -- special methods without a bound-method allocation ------------------------------ */
-
-/* `with x:` looks __enter__ and __exit__ up on type(x) and binds both; for a method
- * descriptor each binding allocates a GC-tracked builtin method, which costs about as
- * much as the whole recording work of a scope. These descriptors bind to a small
- * freelisted object instead (or, for the shared NOOP, to one bound object made once).
- * Only exact instances of the owning type get that object: it is not GC-tracked, which
- * is safe because such an instance has no __dict__ through which it could refer back to
- * it; instances of subclasses get an ordinary method object. */
-
-typedef PyObject *(*special_impl)(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *self;
-    special_impl impl;
-    const char *name;
-} BoundSpecial;
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyTypeObject *owner;
-    special_impl impl;
-    const char *name;
-    PyObject *singleton; /* owner's only instance (NOOP), or NULL */
-    PyObject *bound;     /* the bound object for singleton, made once */
-} SpecialDescr;
-
-static PyTypeObject BoundSpecialType;
-static PyTypeObject SpecialDescrType;
-
-static BoundSpecial *bs_freelist[FREELIST_MAX];
-static int bs_nfree = 0;
-
-static PyObject *
-bs_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    BoundSpecial *b = (BoundSpecial *)op;
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", b->name);
-        return NULL;
-    }
-    return b->impl(b->self, args, PyVectorcall_NARGS(nargsf));
-}
-
-static PyObject *
-bs_new(PyObject *self, special_impl impl, const char *name)
-{
-    BoundSpecial *b;
-    if (bs_nfree > 0) {
-        b = bs_freelist[--bs_nfree];
-    }
-    else {
-        b = (BoundSpecial *)PyObject_Malloc(sizeof(BoundSpecial));
-        if (b == NULL)
-            return PyErr_NoMemory();
-    }
-    (void)PyObject_Init((PyObject *)b, &BoundSpecialType);
-    b->vectorcall = bs_vectorcall;
-    Py_INCREF(self);
-    b->self = self;
-    b->impl = impl;
-    b->name = name;
-    return (PyObject *)b;
-}
-
-static void
-bs_dealloc(BoundSpecial *b)
-{
-    PyObject *self = b->self;
-    b->self = NULL;
-    if (bs_nfree < FREELIST_MAX)
-        bs_freelist[bs_nfree++] = b;
-    else
-        PyObject_Free(b);
-    Py_XDECREF(self);
-}
-
-static PyObject *
-bs_repr(BoundSpecial *b)
-{
-    return PyUnicode_FromFormat("<bound method %s.%s of %R>", Py_TYPE(b->self)->tp_name,
-                                b->name, b->self);
-}
-
-static PyMemberDef bs_members[] = {
-    {"__self__", T_OBJECT, offsetof(BoundSpecial, self), READONLY, NULL},
-    {"__name__", T_STRING, offsetof(BoundSpecial, name), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyTypeObject BoundSpecialType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core._BoundSpecial",
-    .tp_basicsize = sizeof(BoundSpecial),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_dealloc = (destructor)bs_dealloc,
-    .tp_repr = (reprfunc)bs_repr,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(BoundSpecial, vectorcall),
-    .tp_members = bs_members,
-};
-
-/* Called through the class, as contextlib.ExitStack does: Type.__exit__(obj, ...). */
-static PyObject *
-sd_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    SpecialDescr *d = (SpecialDescr *)op;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", d->name);
-        return NULL;
-    }
-    if (nargs < 1 || !PyObject_TypeCheck(args[0], d->owner)) {
-        PyErr_Format(PyExc_TypeError, "descriptor '%s' needs a '%s' object", d->name,
-                     d->owner->tp_name);
-        return NULL;
-    }
-    return d->impl(args[0], args + 1, nargs - 1);
-}
-
-static PyObject *
-sd_get(PyObject *op, PyObject *obj, PyObject *type)
-{
-    SpecialDescr *d = (SpecialDescr *)op;
-    if (obj == NULL) {
-        Py_INCREF(op);
-        return op;
-    }
-    if (obj == d->singleton && d->bound != NULL) {
-        Py_INCREF(d->bound);
-        return d->bound;
-    }
-    if (Py_TYPE(obj) == d->owner)
-        return bs_new(obj, d->impl, d->name);
-    if (!PyObject_TypeCheck(obj, d->owner)) {
-        PyErr_Format(PyExc_TypeError, "descriptor '%s' needs a '%s' object", d->name,
-                     d->owner->tp_name);
-        return NULL;
-    }
-    return PyMethod_New(op, obj);
-}
-
-static PyObject *
-sd_repr(SpecialDescr *d)
-{
-    return PyUnicode_FromFormat("<method '%s' of '%s' objects>", d->name, d->owner->tp_name);
-}
-
-static PyMemberDef sd_members[] = {
-    {"__name__", T_STRING, offsetof(SpecialDescr, name), READONLY, NULL},
-    {"__objclass__", T_OBJECT, offsetof(SpecialDescr, owner), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyTypeObject SpecialDescrType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core._SpecialMethod",
-    .tp_basicsize = sizeof(SpecialDescr),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_repr = (reprfunc)sd_repr,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(SpecialDescr, vectorcall),
-    .tp_members = sd_members,
-    .tp_descr_get = sd_get,
-};
-
-/* Puts the descriptor into the (ready) type's dict; made once, never freed. */
-static int
-add_special(PyTypeObject *owner, const char *name, special_impl impl, PyObject *singleton)
-{
-    SpecialDescr *d = PyObject_New(SpecialDescr, &SpecialDescrType);
-    if (d == NULL)
-        return -1;
-    d->vectorcall = sd_vectorcall;
-    d->owner = owner;
-    d->impl = impl;
-    d->name = name;
-    d->singleton = singleton;
-    d->bound = NULL;
-    if (singleton != NULL) {
-        d->bound = bs_new(singleton, impl, name);
-        if (d->bound == NULL) {
-            Py_DECREF(d);
-            return -1;
-        }
-    }
-    int rc = PyDict_SetItemString(owner->tp_dict, name, (PyObject *)d);
-    Py_DECREF(d);
-    if (rc == 0)
-        PyType_Modified(owner);
-    return rc;
-}
+#include "_special.h"
 
 static int
 no_args(const char *name, Py_ssize_t nargs)
@@ -1095,7 +759,7 @@ noop_repr(PyObject *self)
 
 static PyTypeObject NoopType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core._Noop",
+    .tp_name = "liteprof.record._core._Noop",
     .tp_basicsize = sizeof(PyObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "What scope() returns while nothing records: one shared do-nothing object.",
@@ -1233,7 +897,7 @@ static PyGetSetDef timed_getset[] = {
 
 static PyTypeObject TimedType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core.TimedFunction",
+    .tp_name = "liteprof.record._core.TimedFunction",
     .tp_basicsize = sizeof(TimedObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
@@ -1427,7 +1091,7 @@ static PyMemberDef sc_members[] = {
 
 static PyTypeObject ScopeCallType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core._ScopeCall",
+    .tp_name = "liteprof.record._core._ScopeCall",
     .tp_basicsize = sizeof(ScopeCallObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One use of scope(name) while recording.",
@@ -1580,7 +1244,7 @@ static PyGetSetDef scope_getset[] = {
 
 static PyTypeObject ScopeType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof._core.Scope",
+    .tp_name = "liteprof.record._core.Scope",
     .tp_basicsize = sizeof(ScopeObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "A named scope made once and entered many times; see liteprof.Scope.",
@@ -1728,7 +1392,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT,
-    "liteprof._core",
+    "liteprof.record._core",
     "The compiled liteprof recorder: the C twin of liteprof._pyrecorder.",
     -1,
     module_methods,
@@ -1741,7 +1405,7 @@ intern_all(void)
         PyObject **slot;
         const char *text;
     } table[] = {
-        {&str_state_key, "liteprof._core.state"},
+        {&str_state_key, "liteprof.record._core.state"},
         {&str_thread, "thread"},
         {&str_block, "block"},
         {&str_release, "release"},
@@ -1762,35 +1426,59 @@ intern_all(void)
     return 0;
 }
 
+/* Every constant the C core writes is checked against liteprof.log.format at import, so
+ * that the two backends cannot drift apart; the block sizes are taken from it. */
 static int
 read_format_constants(void)
 {
-    PyObject *fmt = PyImport_ImportModule("liteprof._format");
+    PyObject *fmt = PyImport_ImportModule("liteprof.log.format");
     if (fmt == NULL)
         return -1;
-    PyObject *lo = PyObject_GetAttrString(fmt, "MIN_BLOCK");
-    PyObject *hi = lo ? PyObject_GetAttrString(fmt, "MAX_BLOCK") : NULL;
-    PyObject *slot = hi ? PyObject_GetAttrString(fmt, "SLOT_SIZE") : NULL;
-    Py_DECREF(fmt);
-    int rc = -1;
-    if (slot != NULL) {
-        Py_ssize_t a = PyLong_AsSsize_t(lo), b = PyLong_AsSsize_t(hi);
-        Py_ssize_t c = PyLong_AsSsize_t(slot);
-        if (!PyErr_Occurred()) {
-            if (c != SLOT || a < 2 * SLOT || b < a || b > 0x7FFFFFFF)
-                PyErr_SetString(PyExc_ImportError,
-                                "liteprof._core does not match liteprof._format");
-            else {
-                min_block = a;
-                max_block = b;
-                rc = 0;
-            }
+    struct {
+        const char *name;
+        long long expect; /* -1: read, not checked */
+        long long *out;
+    } table[] = {
+        {"SLOT_SIZE", SLOT, NULL},
+        {"KIND_EVENT", KIND_EVENT, NULL},
+        {"FLAG_ERROR", FLAG_ERROR, NULL},
+        {"DEPTH_SHIFT", DEPTH_SHIFT, NULL},
+        {"MAX_DEPTH", MAX_DEPTH, NULL},
+        {"MIN_BLOCK", -1, NULL},
+        {"MAX_BLOCK", -1, NULL},
+    };
+    long long values[sizeof(table) / sizeof(table[0])];
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]) && rc == 0; i++) {
+        PyObject *v = PyObject_GetAttrString(fmt, table[i].name);
+        if (v == NULL) {
+            rc = -1;
+            break;
+        }
+        values[i] = PyLong_AsLongLong(v);
+        Py_DECREF(v);
+        if (values[i] == -1 && PyErr_Occurred())
+            rc = -1;
+        else if (table[i].expect >= 0 && values[i] != table[i].expect) {
+            PyErr_Format(PyExc_ImportError,
+                         "liteprof.record._core does not match liteprof.log.format: %s is %lld, "
+                         "the core writes %lld",
+                         table[i].name, values[i], table[i].expect);
+            rc = -1;
         }
     }
-    Py_XDECREF(lo);
-    Py_XDECREF(hi);
-    Py_XDECREF(slot);
-    return rc;
+    Py_DECREF(fmt);
+    if (rc < 0)
+        return -1;
+    long long lo = values[5], hi = values[6];
+    if (lo < 2 * SLOT || hi < lo || hi > 0x7FFFFFFF) {
+        PyErr_SetString(PyExc_ImportError,
+                        "liteprof.record._core: block sizes in liteprof.log.format out of range");
+        return -1;
+    }
+    min_block = (Py_ssize_t)lo;
+    max_block = (Py_ssize_t)hi;
+    return 0;
 }
 
 PyMODINIT_FUNC
@@ -1798,7 +1486,7 @@ PyInit__core(void)
 {
     if (intern_all() < 0 || read_format_constants() < 0)
         return NULL;
-    if (PyType_Ready(&BoundSpecialType) < 0 || PyType_Ready(&SpecialDescrType) < 0 ||
+    if (lp_special_ready() < 0 ||
         PyType_Ready(&NoopType) < 0 || PyType_Ready(&ScopeCallType) < 0 ||
         PyType_Ready(&ScopeType) < 0 || PyType_Ready(&TimedType) < 0)
         return NULL;
@@ -1811,12 +1499,12 @@ PyInit__core(void)
         g_noop = PyObject_New(PyObject, &NoopType);
         if (g_noop == NULL)
             return NULL;
-        if (add_special(&NoopType, "__enter__", noop_enter, g_noop) < 0 ||
-            add_special(&NoopType, "__exit__", noop_exit, g_noop) < 0 ||
-            add_special(&ScopeCallType, "__enter__", sc_enter, NULL) < 0 ||
-            add_special(&ScopeCallType, "__exit__", sc_exit, NULL) < 0 ||
-            add_special(&ScopeType, "__enter__", scope_enter, NULL) < 0 ||
-            add_special(&ScopeType, "__exit__", scope_exit, NULL) < 0)
+        if (lp_add_special(&NoopType, "__enter__", noop_enter, g_noop) < 0 ||
+            lp_add_special(&NoopType, "__exit__", noop_exit, g_noop) < 0 ||
+            lp_add_special(&ScopeCallType, "__enter__", sc_enter, NULL) < 0 ||
+            lp_add_special(&ScopeCallType, "__exit__", sc_exit, NULL) < 0 ||
+            lp_add_special(&ScopeType, "__enter__", scope_enter, NULL) < 0 ||
+            lp_add_special(&ScopeType, "__exit__", scope_exit, NULL) < 0)
             return NULL;
     }
     PyObject *m = PyModule_Create(&core_module);

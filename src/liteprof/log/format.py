@@ -8,7 +8,8 @@ from __future__ import annotations
 import struct
 
 MAGIC = b"LITEPROF"
-VERSION = 1
+VERSION = 2  # what the writer writes
+READ_VERSIONS = (1, 2)  # what the reader reads; version 1 has no lane slots
 HEADER_SIZE = 4096
 SLOT_SIZE = 32
 SUFFIX = ".lpf"
@@ -31,6 +32,11 @@ MAX_BLOCK = 1024 * 1024
 # start, dur, child, name, flags
 EVENT_STRUCT = struct.Struct("<qqqII")
 KIND_EVENT = 1
+# A lane slot in a thread block: the events after it (up to the next lane slot or the end
+# of the block) ran in lane ``u64 at offset 0``; every block starts in lane 0. (Version 2.)
+KIND_LANE = 2
+LANE_STRUCT = struct.Struct("<Q20xI")  # lane id, reserved, flags (kind in bits 0-7)
+KIND_MASK = 0xFF
 FLAG_ERROR = 1 << 8
 DEPTH_SHIFT = 16
 MAX_DEPTH = 0xFFFF
@@ -51,6 +57,7 @@ NUMPY_DTYPE_SPEC = [
 assert BLOCK_STRUCT.size == SLOT_SIZE
 assert EVENT_STRUCT.size == SLOT_SIZE
 assert META_STRUCT.size == SLOT_SIZE
+assert LANE_STRUCT.size == SLOT_SIZE
 
 
 def encode_text(text: str) -> bytes:

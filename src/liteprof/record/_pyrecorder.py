@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import _format as F
+from ..log import format as F
 
 BACKEND = "python"
 

@@ -18,8 +18,8 @@ import time
 import weakref
 from typing import Any
 
-from . import _format as F
-from ._version import __version__
+from .._version import __version__
+from . import format as F
 
 _OPEN_FLAGS = (
     os.O_RDWR

@@ -1,7 +1,7 @@
 """Turn ``Events`` into the report: per-scope statistics, groups, processes.
 
-The result is the JSON object of ``SPEC.md`` (``liteprof report --format json``); every
-renderer formats this one dictionary.
+The result is the JSON object of ``SPEC.md`` (``liteprof report --format json``,
+documented in ``docs/REPORT.md``); every report renderer formats this one dictionary.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._reader import Events, percentile_rank
-from ._version import __version__
+from .._version import __version__
+from ..log.events import Events
+from .stats import exact_sums, percentile_rank
 
 BY_CHOICES = ("process", "thread")
 
@@ -25,19 +26,6 @@ def group_of(name: str) -> str | None:
 def _key_dtype(n: int) -> Any:
     # numpy's stable sort is a radix sort for 16-bit keys: O(n) for the usual few scopes.
     return np.uint16 if n <= 0xFFFF else np.int64
-
-
-def _sums(values: np.ndarray, starts: np.ndarray) -> list[int]:
-    """Exact per-segment sums of non-negative int64 ``values`` as Python ints.
-
-    Durations come from files: forged ones near 2**63 would wrap an int64 sum around. When
-    that is possible, the high and low 32 bits are summed apart (each fits) and joined.
-    """
-    if values.size == 0 or int(values.max()) * values.size < 1 << 63:
-        return np.add.reduceat(values, starts).tolist()  # type: ignore[no-any-return]
-    high = np.add.reduceat(values >> 32, starts).tolist()
-    low = np.add.reduceat(values & 0xFFFFFFFF, starts).tolist()
-    return [(h << 32) + lo for h, lo in zip(high, low)]
 
 
 def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, Any]]:
@@ -57,8 +45,8 @@ def grouped_stats(key: np.ndarray, n_keys: int, ev: Events) -> list[dict[str, An
     dur = ev.dur[order]
     bounds = np.concatenate(([0], np.cumsum(counts[present])))
     starts = bounds[:-1]
-    totals = _sums(dur, starts)
-    selfs = _sums(ev.self_ns[order], starts)
+    totals = exact_sums(dur, starts)
+    selfs = exact_sums(ev.self_ns[order], starts)
     errors = np.add.reduceat(ev.error[order].astype(np.int64), starts)
     del order
     rows: list[dict[str, Any]] = []

@@ -1,0 +1,251 @@
+"""Statistics on event durations: percentiles, exact sums, the Mann-Whitney U test and
+confidence intervals of a ratio of means. numpy and the standard library only; the
+method and its reasons are in ``docs/DIFF.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+
+ALPHA = 0.01
+"""The significance level of the diff's test and intervals."""
+MAX_TEST_EVENTS = 200_000
+
+# exp() overflows a float above ~709.78; a bound this far out means "unbounded" and must
+# stay a finite number, as JSON has no infinity.
+_MAX_EXP = 700.0
+
+
+def percentile_rank(n: int, p: float) -> int:
+    """Index of the nearest-rank ``p``-th percentile in a sorted array of ``n`` items."""
+    return max(0, min(n - 1, math.ceil(p / 100.0 * n) - 1))
+
+
+def exact_sums(values: np.ndarray, starts: np.ndarray) -> list[int]:
+    """Exact per-segment sums of non-negative int64 ``values`` as Python ints.
+
+    Durations come from files: forged ones near 2**63 would wrap an int64 sum around. When
+    that is possible, the high and low 32 bits are summed apart (each fits) and joined.
+    """
+    if values.size == 0 or int(values.max()) * values.size < 1 << 63:
+        return np.add.reduceat(values, starts).tolist()  # type: ignore[no-any-return]
+    high = np.add.reduceat(values >> 32, starts).tolist()
+    low = np.add.reduceat(values & 0xFFFFFFFF, starts).tolist()
+    return [(h << 32) + lo for h, lo in zip(high, low)]
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of non-negative int64 ``values`` as a Python int."""
+    if values.size == 0:
+        return 0
+    return exact_sums(values, np.zeros(1, dtype=np.int64))[0]
+
+
+def mann_whitney(base: IntArray, new: IntArray) -> tuple[float, float]:
+    """The two-sided Mann-Whitney U test of ``new`` against ``base``: ``(z, p)``.
+
+    ``z`` is positive when ``new`` tends to be larger. Normal approximation with the tie
+    correction and a continuity correction of 0.5. Where the variance of U is 0 (every
+    value equal, or an empty side) the test cannot see a difference: ``(0.0, 1.0)``.
+    """
+    n1, n2 = int(base.size), int(new.size)
+    n = n1 + n2
+    if n1 == 0 or n2 == 0:
+        return 0.0, 1.0
+    both = np.concatenate((base, new))
+    order = np.argsort(both, kind="stable")
+    ordered = both[order]
+    # Runs of equal values share the average of the ranks they span (1-based).
+    edges = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [n]))
+    sizes = ends - starts
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, sizes)
+    u_new = float(ranks[n1:].sum()) - n2 * (n2 + 1) / 2.0
+    mean_u = n1 * n2 / 2.0
+    t = sizes.astype(np.float64)
+    tie_term = float((t * t * t - t).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    var_u = n1 * n2 / 12.0 * ((n + 1) - tie_term)
+    if not var_u > 0.0:
+        return 0.0, 1.0
+    delta = u_new - mean_u
+    delta = math.copysign(max(abs(delta) - 0.5, 0.0), delta)
+    z = delta / math.sqrt(var_u)
+    return z, math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def thin(sorted_durations: IntArray, limit: int = MAX_TEST_EVENTS) -> IntArray:
+    """At most ``limit`` evenly spaced order statistics of a sorted array (the midpoints
+    of ``limit`` equal slices): a deterministic stand-in for a random subsample."""
+    n = int(sorted_durations.size)
+    if n <= limit:
+        return sorted_durations
+    k = np.arange(limit, dtype=np.int64)
+    return sorted_durations[((2 * k + 1) * n) // (2 * limit)]
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz's method)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betai(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function ``I_x(a, b)``."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    # The continued fraction converges fast only below this point; use the symmetry
+    # I_x(a, b) = 1 - I_{1-x}(b, a) above it.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_sf(t: float, df: float) -> float:
+    """``P(T > t)`` for Student's t with ``df`` degrees of freedom, ``t >= 0``."""
+    return 0.5 * _betai(df / 2.0, 0.5, df / (df + t * t))
+
+
+def _bisect_upper(tail: float, sf: Callable[[float], float]) -> float:
+    """The ``x >= 0`` where the decreasing survival function ``sf`` equals ``tail``."""
+    lo, hi = 0.0, 1.0
+    while sf(hi) > tail:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e300:
+            return hi
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if mid in (lo, hi):
+            break
+        if sf(mid) > tail:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+@functools.lru_cache(maxsize=16)
+def normal_quantile(p: float) -> float:
+    """The ``p`` quantile of the standard normal distribution, ``0.5 <= p < 1``."""
+    return _bisect_upper(1.0 - p, lambda x: 0.5 * math.erfc(x / math.sqrt(2.0)))
+
+
+def _t_pdf(t: float, df: float) -> float:
+    """The density of Student's t with ``df`` degrees of freedom at ``t``."""
+    return math.exp(
+        math.lgamma((df + 1.0) / 2.0)
+        - math.lgamma(df / 2.0)
+        - 0.5 * math.log(df * math.pi)
+        - (df + 1.0) / 2.0 * math.log1p(t * t / df)
+    )
+
+
+def _cornish_fisher(p: float, df: float) -> float:
+    """Student's t quantile from the normal one by the Cornish-Fisher expansion (Abramowitz
+    and Stegun 26.7.5): relative error below 1e-11 from 200 degrees of freedom on, within
+    about 1% from 3 on."""
+    z = normal_quantile(p)
+    z3, z5, z7, z9 = z**3, z**5, z**7, z**9
+    return (
+        z
+        + (z3 + z) / (4.0 * df)
+        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df**2)
+        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df**3)
+        + (79.0 * z9 + 776.0 * z7 + 1482.0 * z5 - 1920.0 * z3 - 945.0 * z) / (92160.0 * df**4)
+    )
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t with ``df`` (> 0, maybe fractional) degrees of
+    freedom, ``0.5 <= p < 1``.
+
+    From 200 degrees of freedom on, the Cornish-Fisher expansion (exact to 1e-11). Below,
+    Newton's method on the exact survival function, started there and kept inside a
+    bracket that bisection narrows whenever a step would leave it: about three
+    evaluations of the incomplete beta function, where bisection took fifty, which
+    mattered with thousands of scopes.
+    """
+    if df >= 200.0:
+        return _cornish_fisher(p, df)
+    tail = 1.0 - p
+    x = min(max(_cornish_fisher(p, df), 1e-3), 1e12)
+    lo, hi = 0.0, math.inf
+    for _ in range(500):
+        excess = t_sf(x, df) - tail  # > 0: x is still below the quantile
+        if excess == 0.0:
+            return x
+        if excess > 0.0:
+            lo = x
+        else:
+            hi = x
+        following = x + excess / _t_pdf(x, df)
+        if not lo < following < hi:
+            following = x * 2.0 if math.isinf(hi) else (lo + hi) / 2.0
+        if abs(following - x) <= 1e-14 * x:
+            return following
+        x = following
+    return x
+
+
+def change_interval(
+    base: IntArray, new: IntArray, alpha: float = ALPHA
+) -> tuple[float, float] | None:
+    """The ``1 - alpha`` confidence interval of ``mean(new) / mean(base) - 1``.
+
+    The delta method on the log of the ratio with a Welch-Satterthwaite t quantile;
+    ``None`` with fewer than 2 events on a side or a mean of 0.
+    """
+    n1, n2 = int(base.size), int(new.size)
+    if n1 < 2 or n2 < 2:
+        return None
+    m1 = float(base.mean(dtype=np.float64))
+    m2 = float(new.mean(dtype=np.float64))
+    if not (m1 > 0.0 and m2 > 0.0):
+        return None
+    a = float(base.var(ddof=1, dtype=np.float64)) / (n1 * m1 * m1)
+    b = float(new.var(ddof=1, dtype=np.float64)) / (n2 * m2 * m2)
+    log_ratio = math.log(m2 / m1)
+    se2 = a + b
+    if se2 <= 0.0:  # no noise on either side: the ratio is known exactly
+        point = math.expm1(log_ratio)
+        return point, point
+    df = se2 * se2 / (a * a / (n1 - 1) + b * b / (n2 - 1))
+    half = t_quantile(1.0 - alpha / 2.0, df) * math.sqrt(se2)
+    low = math.expm1(max(log_ratio - half, -_MAX_EXP))
+    high = math.expm1(min(log_ratio + half, _MAX_EXP))
+    return low, high

@@ -1,0 +1,160 @@
+/* liteprof.record._core: the clock (CLOCK_MONOTONIC, or the TSC where the kernel trusts it).
+ *
+ * Included by _core.c only, and all static, so that the hot path (two clock reads per
+ * event) inlines now_ticks().
+ */
+#ifndef LITEPROF_CLOCK_H
+#define LITEPROF_CLOCK_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static inline int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* -- the clock ----------------------------------------------------------------------
+ *
+ * Frames hold "ticks": nanoseconds of CLOCK_MONOTONIC, or, where the kernel itself keeps
+ * time with an invariant TSC (its clocksource is "tsc"), raw TSC readings, which cost a
+ * third of a vDSO clock_gettime (about 10 vs 23 ns here) and every event needs two.
+ * Ticks become nanoseconds with a 32.32 fixed-point factor calibrated against
+ * CLOCK_MONOTONIC when recording starts and refined at every new block, so start times
+ * stay on the CLOCK_MONOTONIC timeline that the log header's anchors and the pure-Python
+ * twin (time.perf_counter_ns) use. LITEPROF_NO_TSC=1 turns the TSC off. */
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#include <x86intrin.h>
+#define HAVE_TSC 1
+#endif
+
+static int g_tsc = 0;            /* frames hold TSC ticks (else ns) */
+static int g_tsc_allowed = -1;   /* -1: not checked yet */
+#ifdef HAVE_TSC
+static uint64_t g_tsc_mult = 0;  /* ns per tick, 32.32 fixed point */
+static uint64_t g_tsc_base = 0;  /* a tick ... */
+static int64_t g_tsc_base_ns = 0; /* ... and the CLOCK_MONOTONIC ns it was read with */
+static uint64_t g_tsc_cal = 0;   /* the first calibration point, for later refinement */
+static int64_t g_tsc_cal_ns = 0;
+
+static int
+tsc_allowed(void)
+{
+    if (g_tsc_allowed >= 0)
+        return g_tsc_allowed;
+    g_tsc_allowed = 0;
+    const char *off = getenv("LITEPROF_NO_TSC");
+    if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0)
+        return 0;
+    /* The kernel only keeps time with the TSC once it found it invariant and synchronised
+     * across CPUs; it is the best judge of that, on bare metal and in VMs alike. */
+    FILE *fh = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+    if (fh == NULL)
+        return 0;
+    char buf[32] = {0};
+    if (fgets(buf, sizeof(buf), fh) != NULL && strncmp(buf, "tsc", 3) == 0 &&
+        (buf[3] == '\n' || buf[3] == '\0'))
+        g_tsc_allowed = 1;
+    fclose(fh);
+    return g_tsc_allowed;
+}
+
+static inline int64_t
+tsc_to_ns(uint64_t ticks)
+{
+    return (int64_t)(((unsigned __int128)ticks * g_tsc_mult) >> 32);
+}
+
+/* Measure ns per tick over `spin_ns` (start) or since the first calibration (refine),
+ * and move the base to now. */
+static void
+tsc_calibrate(int refine)
+{
+    int64_t n0, n1;
+    uint64_t t0, t1;
+    if (refine) {
+        n0 = g_tsc_cal_ns;
+        t0 = g_tsc_cal;
+        n1 = mono_ns();
+        t1 = __rdtsc();
+    }
+    else {
+        n0 = mono_ns();
+        t0 = __rdtsc();
+        do {
+            n1 = mono_ns();
+            t1 = __rdtsc();
+        } while (n1 - n0 < 2000000); /* 2 ms: the factor is good to ~1e-5 at once */
+        g_tsc_cal = t0;
+        g_tsc_cal_ns = n0;
+    }
+    if (t1 <= t0 || n1 <= n0) {
+        g_tsc = 0; /* the TSC went backwards or stood still: not to be trusted */
+        return;
+    }
+    g_tsc_mult = (uint64_t)((((unsigned __int128)(uint64_t)(n1 - n0)) << 32) / (t1 - t0));
+    g_tsc_base = t1;
+    g_tsc_base_ns = n1;
+}
+#endif
+
+/* Recording starts: choose the clock. Only called when no frame of the new epoch exists
+ * yet, so ticks of both kinds never meet. */
+static void
+clock_start(void)
+{
+    g_tsc = 0;
+#ifdef HAVE_TSC
+    if (tsc_allowed()) {
+        g_tsc = 1;
+        /* Once per process (a forked child inherits it): later starts only refine. */
+        tsc_calibrate(g_tsc_mult != 0);
+    }
+#endif
+}
+
+static inline int64_t
+now_ticks(void)
+{
+#ifdef HAVE_TSC
+    if (g_tsc)
+        return (int64_t)__rdtsc();
+#endif
+    return mono_ns();
+}
+
+/* A duration in ticks -> ns; never negative (TSCs of two CPUs may differ by a few ticks). */
+static inline int64_t
+ticks_dur(int64_t d)
+{
+    if (d <= 0)
+        return 0;
+#ifdef HAVE_TSC
+    if (g_tsc)
+        return tsc_to_ns((uint64_t)d);
+#endif
+    return d;
+}
+
+/* A point in ticks -> CLOCK_MONOTONIC ns. */
+static inline int64_t
+ticks_time(int64_t t)
+{
+#ifdef HAVE_TSC
+    if (g_tsc) {
+        uint64_t u = (uint64_t)t;
+        return u >= g_tsc_base ? g_tsc_base_ns + tsc_to_ns(u - g_tsc_base)
+                               : g_tsc_base_ns - tsc_to_ns(g_tsc_base - u);
+    }
+#endif
+    return t;
+}
+
+#endif

@@ -1,0 +1,82 @@
+"""Which recorder records: the compiled core ``_core`` or its pure-Python twin.
+
+The seam between the public API and a recorder is the ``Backend`` protocol below; the
+recorder calls back into a ``SessionCallbacks`` object (``session._Session``) for
+everything that happens once per file, thread, block or name. Both are ``typing``
+protocols only, so that mypy sees the seam; nothing here runs per event.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class SessionCallbacks(Protocol):
+        """What a recorder calls on the slow paths; each returns ``-1``/``None`` on failure
+        (the session has then stopped recording and warned once) instead of raising."""
+
+        def thread(self, native_id: int, name: str) -> int: ...
+        def block(self, owner: int, size: int) -> Any: ...
+        def release(self, mapped: Any) -> None: ...
+        def name_id(self, name: str) -> int: ...
+
+    class Backend(Protocol):
+        """A recorder module: ``_core`` (C) or ``_pyrecorder`` (pure Python)."""
+
+        BACKEND: str
+        scope: Callable[[str], Any]
+        Scope: type[Any]
+
+        def timed_function(self, func: Callable[..., Any], name: str) -> Callable[..., Any]: ...
+        def start(self, session: SessionCallbacks) -> None: ...
+        def stop(self) -> None: ...
+        def active(self) -> bool: ...
+        def after_fork_child(self) -> None: ...
+        def set_decorator(
+            self, fn: Callable[[Callable[..., Any], str], Callable[..., Any]] | None
+        ) -> None: ...
+        def set_clock(self, clock: Callable[[], int] | None) -> None: ...
+
+
+def _load(name: str) -> Backend:
+    if name == "c":
+        from . import _core
+
+        return _core  # type: ignore[return-value]
+    if name == "python":
+        from . import _pyrecorder
+
+        return _pyrecorder  # type: ignore[return-value]
+    raise ValueError(f"unknown backend {name!r}; choose 'c' or 'python'")
+
+
+def _choose() -> Backend:
+    if os.environ.get("LITEPROF_PURE", "") not in ("", "0"):
+        return _load("python")
+    try:
+        return _load("c")
+    except ImportError:
+        return _load("python")
+
+
+current: Backend = _choose()
+"""The recorder in use; ``liteprof.testing.use_backend`` switches it."""
+
+
+def available() -> list[str]:
+    """Backends importable here: ``"c"`` when the core is built, always ``"python"``."""
+    try:
+        _load("c")
+    except ImportError:
+        return ["python"]
+    return ["c", "python"]
+
+
+def switch(name: str) -> Backend:
+    """Make ``name`` the current backend (recording must be off); returns it."""
+    global current
+    current = _load(name)
+    return current

@@ -1,0 +1,189 @@
+"""One process's recording session: the log file, the process filter, the failure policy.
+
+A session is what ``enable()`` starts. The recorder backend calls it back on its slow
+paths (``SessionCallbacks`` in ``backend.py``); every callback returns ``-1``/``None``
+instead of raising, because a recording failure must never reach the profiled program:
+it stops recording with one warning through logger ``liteprof``, and the program runs on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fnmatch
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..log.writer import LogWriter, current_process_name
+from . import backend
+
+logger = logging.getLogger("liteprof")
+
+
+def parse_patterns(processes: str | Iterable[str] | None) -> list[str]:
+    """``LITEPROF_PROCESSES``-style patterns: a comma-separated string or an iterable."""
+    if processes is None:
+        return []
+    if isinstance(processes, str):
+        items = processes.split(",")
+    else:
+        items = list(processes)
+    return [p.strip() for p in items if p and p.strip()]
+
+
+class _NotSelected(Exception):
+    pass
+
+
+class Session:
+    """One enable() in one process: what the backend calls back for files and blocks.
+
+    The log file is created lazily, when the first event closes, because a forked
+    multiprocessing child only gets its name after the fork; that is also when
+    ``LITEPROF_PROCESSES`` is matched. Every callback returns ``-1``/``None`` instead of
+    raising: a failure stops recording with one warning and the program runs on.
+    """
+
+    def __init__(self, directory: str, patterns: list[str]) -> None:
+        self.directory = directory
+        self.patterns = patterns
+        self.writer: LogWriter | None = None
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self.dead = False
+
+    def selected(self) -> bool:
+        if not self.patterns:
+            return True
+        name = current_process_name()
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def _open(self) -> LogWriter:
+        with self._lock:
+            if self.writer is None:
+                if not self.selected():
+                    raise _NotSelected
+                self.writer = LogWriter(self.directory, backend=backend.current.BACKEND)
+            return self.writer
+
+    def thread(self, native_id: int, name: str) -> int:
+        try:
+            writer = self.writer or self._open()
+            return writer.thread_index(native_id, name)
+        except _NotSelected:
+            fail(self, None)
+        except Exception as exc:
+            fail(self, exc)
+        return -1
+
+    def block(self, owner: int, size: int) -> Any:
+        try:
+            assert self.writer is not None
+            return self.writer.new_block(owner, size)
+        except Exception as exc:
+            fail(self, exc)
+        return None
+
+    def release(self, mapped: Any) -> None:
+        if self.writer is not None:
+            self.writer.release(mapped)
+
+    def name_id(self, name: str) -> int:
+        try:
+            assert self.writer is not None
+            return self.writer.name_id(name)
+        except Exception as exc:
+            fail(self, exc)
+        return -1
+
+
+state_lock = threading.RLock()
+current: Session | None = None
+# The session of a process that LITEPROF_PROCESSES left out: it records nothing, but a
+# child forked from it (multiprocessing names children after the fork) may match.
+_unselected: Session | None = None
+
+
+def fail(session: Session, exc: BaseException | None) -> None:
+    """Stop recording after a failure (or a process filter that excludes this process)."""
+    global current, _unselected
+    with state_lock:
+        if session.dead:
+            return
+        session.dead = True
+        if current is session:
+            current = None
+            backend.current.stop()
+            if exc is None:
+                _unselected = session
+        if session.writer is not None:
+            session.writer.close()
+    if exc is not None:  # once per session: ``session.dead`` guards the way in
+        logger.warning(
+            "liteprof: recording stopped in process %d: %s: %s",
+            os.getpid(),
+            type(exc).__name__,
+            exc,
+        )
+
+
+def default_directory() -> str:
+    env = os.environ.get("LITEPROF_LOG")
+    if env:
+        return env
+    return tempfile.mkdtemp(prefix="liteprof-", dir=os.getcwd())
+
+
+def start(directory: str, patterns: list[str]) -> None:
+    """Stop any session, then record into ``directory``; caller holds ``state_lock``."""
+    global current
+    stop_locked()
+    session = Session(os.path.abspath(directory), patterns)
+    current = session
+    backend.current.start(session)
+
+
+def stop_locked() -> None:
+    global current, _unselected
+    session, current = current, None
+    _unselected = None
+    backend.current.stop()
+    if session is not None:
+        session.dead = True
+        if session.writer is not None:
+            session.writer.close()
+
+
+def _after_fork_in_child() -> None:
+    """The child records into a file of its own and never repeats the parent's events."""
+    global current, state_lock, _unselected
+    state_lock = threading.RLock()  # the parent's lock may have been held by another thread
+    parent = current or _unselected
+    backend.current.after_fork_child()
+    current = _unselected = None
+    if parent is None:
+        return
+    if parent.writer is not None:
+        parent.writer.abandon()
+    parent.dead = True
+    session = Session(parent.directory, parent.patterns)
+    current = session
+    backend.current.start(session)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    # Closing the log trims the unused tail of its last block; everything recorded is on
+    # disk already, so a process that never gets here (os._exit, a signal) loses nothing.
+    if current is not None and current.pid == os.getpid():
+        with state_lock:
+            stop_locked()
+
+
+atexit.register(_at_exit)
