@@ -2,7 +2,8 @@
 
 ``pip install .`` compiles ``src/liteprof/record/_core.c`` and ``_special.c``. Where no
 working compiler (or no Python headers) exists, the install still succeeds and liteprof
-records with its pure-Python twin; ``liteprof --version`` and ``liteprof.BACKEND`` tell which is active.
+records with its pure-Python twin; ``liteprof --version`` and ``liteprof.BACKEND`` tell
+which is active.
 Set ``LITEPROF_NO_EXTENSION=1`` to skip the C core on purpose, and
 ``LITEPROF_STRICT_BUILD=1`` (CI does) to make compiler warnings errors.
 """
