@@ -1,4 +1,4 @@
-"""The seed's recorder, re-implemented from its description, as a baseline for bench/run.py.
+"""The seed's recorder, re-implemented from its description, as a baseline for the benchmarks.
 
 What the project started from (vLLM's lite profiler as it was): ``time.perf_counter_ns``
 around the block, then one text line ``f"{name}|{elapsed_ns}\\n"`` appended to a log file
