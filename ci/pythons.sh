@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the C core with every CPython 3.9-3.13 that pyenv has here, each in a fresh venv,
 # and smoke-test it: BACKEND must be "c" and a recording of nested scopes must read back,
-# slot by slot, with nothing but struct. Versions that are not installed are skipped;
-# any failure of one that is makes the exit status non-zero.
+# slot by slot, with nothing but struct (tests/rawlog.py, the tests' oracle, loaded by
+# path). Versions that are not installed are skipped; any failure of one that is makes the
+# exit status non-zero.
 #
 #   bash ci/pythons.sh            # every 3.9-3.13 found
 #   bash ci/pythons.sh 3.11 3.12  # only these
@@ -32,7 +33,7 @@ find_python() {
 }
 
 SMOKE=$(cat <<'EOF'
-import os, struct, sys, tempfile, threading
+import importlib.util, os, sys, tempfile, threading
 import liteprof
 from liteprof.log import format as F
 
@@ -63,37 +64,21 @@ liteprof.disable()
 
 files = [os.path.join(d, f) for f in os.listdir(d) if f.endswith(".lpf")]
 assert len(files) == 1, files
-data = open(files[0], "rb").read()
-magic, version, hsize, slot, _ = struct.unpack_from("<8sIIII", data, 0)
-assert (magic, version, hsize, slot) == (b"LITEPROF", F.VERSION, 4096, 32)
-names, threads, events = {}, {}, {}
-pos = hsize
-while pos + 32 <= len(data):
-    bmagic, owner, size, _seq = struct.unpack_from("<4sIII", data, pos)
-    if bmagic != b"LPBK" or pos + size > len(data):
-        break
-    off, end = pos + 32, pos + size
-    if owner == 0xFFFFFFFF:
-        while off < end and data[off:off + 32] != bytes(32):
-            kind, ident, length = struct.unpack_from("<III", data, off)
-            text = data[off + 32:off + 32 + length].decode("utf-8", "surrogatepass")
-            (names if kind == 1 else threads)[ident] = text
-            off += 32 * (1 + (length + 31) // 32)
-    elif owner != getattr(F, "PAD_OWNER", 0xFFFFFFFE):
-        while off < end:
-            ev = struct.unpack_from("<qqqII", data, off)
-            if ev[4] & 0xFF == 1:
-                events.setdefault(owner, []).append(ev)
-            off += 32
-    pos = end
+# The tests' struct-only oracle (no numpy, no liteprof code), loaded by path.
+spec = importlib.util.spec_from_file_location("rawlog", sys.argv[1])
+rawlog = sys.modules["rawlog"] = importlib.util.module_from_spec(spec)  # dataclasses need it
+spec.loader.exec_module(rawlog)
+log = rawlog.read(files[0])
+assert (log.magic, log.version, log.header_size, log.slot_size) == (
+    b"LITEPROF", F.VERSION, 4096, 32)
+assert not log.lane_slots and not log.reserved_slots, "sync code writes only events"
 
-by_thread = {threads[o]: evs for o, evs in events.items()}
+by_thread = log.by_thread()
 assert sorted(by_thread) == ["MainThread", "ci-worker"], sorted(by_thread)
 for tname, n in (("MainThread", 3000), ("ci-worker", 100)):
     evs = by_thread[tname]
     count = {}
-    for start, dur, child, name, flags in evs:
-        nm = names[name]
+    for nm, start, dur, child, flags in evs:
         count[nm] = count.get(nm, 0) + 1
         depth, error = flags >> 16, bool(flags & 0x100)
         assert dur >= 0 and 0 <= child <= dur, (nm, dur, child)
@@ -104,11 +89,11 @@ for tname, n in (("MainThread", 3000), ("ci-worker", 100)):
     # exactly its two direct children.
     for i in range(0, len(evs), 4):
         t_, inner, err, out = evs[i:i + 4]
-        assert [names[e[3]] for e in (t_, inner, err, out)] == [
+        assert [e[0] for e in (t_, inner, err, out)] == [
             "CI:Timed", "CI:Inner", "CI:Error", "CI:Outer"]
-        assert inner[2] == t_[1] and out[2] == inner[1] + err[1]
+        assert inner[3] == t_[2] and out[3] == inner[2] + err[2]
 print(f"ok: Python {sys.version.split()[0]}, backend {liteprof.BACKEND}, "
-      f"{sum(len(v) for v in events.values())} events")
+      f"{len(log.events)} events")
 EOF
 )
 
@@ -140,7 +125,7 @@ for minor in "${wanted[@]}"; do
         echo "FAIL $version: the C core did not compile"
         grep -E "error|warning" "$tmp/pip.log" | head -n 30
         ok=0
-    elif ! (cd "$tmp" && "$tmp/venv/bin/python" -c "$SMOKE"); then
+    elif ! (cd "$tmp" && "$tmp/venv/bin/python" -c "$SMOKE" "$ROOT/tests/rawlog.py"); then
         echo "FAIL $version: smoke run"
         ok=0
     fi

@@ -12,7 +12,6 @@ import itertools
 import mmap
 import os
 import pickle
-import struct
 import sys
 import threading
 import traceback
@@ -27,6 +26,7 @@ import liteprof
 from liteprof import testing
 from liteprof.log import format as F
 
+from . import rawlog
 from .helpers import log_files, run_python
 
 core = pytest.importorskip("liteprof.record._core")
@@ -58,49 +58,22 @@ class StepClock:
 
 # -- reading a log raw, without the reader under test ------------------------------------
 
-EVENT = struct.Struct("<qqqII")
-
 
 def raw_log(path: str) -> dict[str, Any]:
-    """Blocks, names, threads and event slots of one log file, straight from the bytes."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    magic, version, header_size, slot, _meta_len = F.HEADER_STRUCT.unpack_from(data, 0)
-    assert (magic, version, header_size, slot) == (F.MAGIC, F.VERSION, 4096, 32)
-    names: dict[int, str] = {}
-    threads: dict[int, str] = {}
-    events: dict[int, list[tuple[Any, ...]]] = {}
-    blocks: list[tuple[int, int]] = []
-    pos = F.HEADER_SIZE
-    empty = bytes(32)
-    while pos + 32 <= len(data):
-        bmagic, owner, size, seq = F.BLOCK_STRUCT.unpack_from(data, pos)
-        if bmagic != F.BLOCK_MAGIC or pos + size > len(data):
-            break
-        assert seq == len(blocks)
-        blocks.append((owner, size))
-        off = pos + 32
-        end = pos + size
-        if owner == getattr(F, "PAD_OWNER", None):
-            pass
-        elif owner == F.META_OWNER:
-            while off < end and data[off : off + 32] != empty:
-                kind, ident, length, _r, _extra = F.META_STRUCT.unpack_from(data, off)
-                text = F.decode_text(data[off + 32 : off + 32 + length])
-                (names if kind == F.META_NAME else threads)[ident] = text
-                off += 32 * (1 + (length + 31) // 32)
-        else:
-            while off < end:
-                start, dur, child, name, flags = EVENT.unpack_from(data, off)
-                if flags & 0xFF == F.KIND_EVENT:
-                    events.setdefault(owner, []).append((start, dur, child, name, flags))
-                off += 32
-        pos = end
-    assert len(set(threads.values())) == len(threads), threads  # keyed by name below
-    named = {
-        threads[t]: [(names[n], s, d, c, f) for s, d, c, n, f in evs] for t, evs in events.items()
+    """Blocks, names, threads and event slots of one log file, straight from the bytes
+    (``tests/rawlog.py``); events keyed by thread name, as (name, start, dur, child, flags).
+    """
+    log = rawlog.read(path)
+    header = (log.magic, log.version, log.header_size, log.slot_size)
+    assert header == (F.MAGIC, F.VERSION, 4096, 32)
+    assert [b.seq for b in log.blocks] == list(range(len(log.blocks)))
+    assert not any(b.cut for b in log.blocks)
+    return {
+        "names": log.names,
+        "threads": log.threads,
+        "events": log.by_thread(),  # asserts that thread names are unique
+        "blocks": [(b.owner, b.size) for b in log.blocks],
     }
-    return {"names": names, "threads": threads, "events": named, "blocks": blocks}
 
 
 def only_log(directory: str) -> dict[str, Any]:
@@ -695,7 +668,7 @@ def test_blocks_roll_over_release_before_close_and_grow() -> None:
         f"block {4 * lo}",
     ]
     assert len(session.released) == 2
-    slots = [EVENT.unpack_from(session.released[0], 32 * i) for i in range(1, lo // 32)]
+    slots = [rawlog.EVENT_SLOT.unpack_from(session.released[0], 32 * i) for i in range(1, lo // 32)]
     assert all(s[3] == 7 and s[4] == flags(0) for s in slots)
     for m in session.maps[2:]:
         m.close()  # stop() released the last block's export
@@ -746,10 +719,10 @@ def test_scopes_closed_inside_a_callback_never_re_enter_the_session() -> None:
     core.stop()
     assert session.reentered == 0
     names = {
-        EVENT.unpack_from(m, off)[3]
+        rawlog.EVENT_SLOT.unpack_from(m, off)[3]
         for m in session.released
         for off in range(32, len(m), 32)
-        if EVENT.unpack_from(m, off)[4]
+        if rawlog.EVENT_SLOT.unpack_from(m, off)[4]
     }
     # Cb:Known closed inside name_id("Outer") found its name and room in the block;
     # every Cb:Nested needed a callback of its own and was dropped.

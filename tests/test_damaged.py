@@ -25,8 +25,9 @@ from liteprof.analysis.report import build_report
 from liteprof.log.errors import LogError
 from liteprof.log.reader import read_logs
 
-from .faultkit import HEADER, SLOT, LogLayout, check_reader_outcome, run_reader
+from .faultkit import check_reader_outcome, run_reader
 from .helpers import log_files, run_python
+from .rawlog import HEADER, SLOT, RawLog, read
 
 # Three worker threads and the main thread, names of several lengths (one spans several
 # payload slots, one is not ASCII), enough events per thread to fill more than one block
@@ -78,9 +79,8 @@ def _read(path: str) -> dict[str, Any]:
     return build_report(read_logs([path]))
 
 
-def _layout(path: str) -> LogLayout:
-    with open(path, "rb") as fh:
-        return LogLayout.parse(fh.read())
+def _layout(path: str) -> RawLog:
+    return read(path)
 
 
 def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -229,7 +229,7 @@ def test_garbage_and_flipped_files_through_the_command_line(real_log: str, tmp_p
 # -- forged lengths, counts and ids -----------------------------------------------------
 
 
-def _forge(layout: LogLayout, case: str) -> tuple[list[tuple[int, bytes]], Callable[..., None]]:
+def _forge(layout: RawLog, case: str) -> tuple[list[tuple[int, bytes]], Callable[..., None]]:
     """The patches of one forged log and a check of the report (``None``: exit 2)."""
     thread_block = next(b for b in layout.blocks if b.owner < 0xFFFFFFFE)
     name_entries = [e for e in layout.entries if e.kind == 1]
@@ -244,7 +244,7 @@ def _forge(layout: LogLayout, case: str) -> tuple[list[tuple[int, bytes]], Calla
         gone = {e.offset for e in lost}
         names = {e.ident for e in name_entries if e.offset not in gone}
         threads = {e.ident for e in thread_entries if e.offset not in gone}
-        ok = sum(1 for _off, name, owner in layout.events if name in names and owner in threads)
+        ok = sum(1 for ev in layout.events if ev.name in names and ev.owner in threads)
         return ok, total - ok
 
     def torn_from(entry: Any) -> tuple[int, int]:
@@ -292,23 +292,23 @@ def _forge(layout: LogLayout, case: str) -> tuple[list[tuple[int, bytes]], Calla
         )
     if case == "negative durations":
         return (
-            [(off + 8, struct.pack("<q", -5)) for off, _n, _o in victims],
+            [(ev.offset + 8, struct.pack("<q", -5)) for ev in victims],
             exact(total - len(victims), len(victims)),
         )
     if case == "negative child time":
         return (
-            [(off + 16, struct.pack("<q", -1)) for off, _n, _o in victims],
+            [(ev.offset + 16, struct.pack("<q", -1)) for ev in victims],
             exact(total - len(victims), len(victims)),
         )
     if case == "negative start":
         return (
-            [(off, struct.pack("<q", -(1 << 62))) for off, _n, _o in victims],
+            [(ev.offset, struct.pack("<q", -(1 << 62))) for ev in victims],
             exact(total - len(victims), len(victims)),
         )
     if case == "unknown name ids":
         ids = (0xFFFFFFFF, 0x7FFFFFFF, 1000, 5, 0xFFFF, 1 << 20, 77)
         return (
-            [(off + 24, struct.pack("<I", i)) for (off, _n, _o), i in zip(victims, ids)],
+            [(ev.offset + 24, struct.pack("<I", i)) for ev, i in zip(victims, ids)],
             exact(total - len(victims), len(victims)),
         )
     if case == "name declared with id 2**32-1":
@@ -322,12 +322,12 @@ def _forge(layout: LogLayout, case: str) -> tuple[list[tuple[int, bytes]], Calla
         return [(entry.offset, struct.pack("<I", 9))], exact(*torn_from(entry))
     if case == "unknown event kind":
         return (
-            [(off + 28, struct.pack("<I", 7)) for off, _n, _o in victims],
+            [(ev.offset + 28, struct.pack("<I", 7)) for ev in victims],
             exact(total - len(victims), len(victims)),
         )
     if case == "durations that overflow a 64-bit sum":
         return (
-            [(off + 8, struct.pack("<q", (1 << 62) + 1)) for off, _n, _o in victims],
+            [(ev.offset + 8, struct.pack("<q", (1 << 62) + 1)) for ev in victims],
             exact(total, 0),
         )
     if case == "unsupported version":
@@ -450,8 +450,8 @@ def _fields(path: str) -> list[int]:
             out += [b.offset + 4, b.offset + 8]
         for e in layout.entries:
             out += [e.offset, e.offset + 4, e.offset + 8]
-        for off, _n, _o in layout.events[::50]:
-            out += [off + 4, off + 12, off + 20, off + 24, off + 28]
+        for ev in layout.events[::50]:
+            out += [ev.offset + 4, ev.offset + 12, ev.offset + 20, ev.offset + 24, ev.offset + 28]
         _field_cache[path] = out
     return _field_cache[path]
 
