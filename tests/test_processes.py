@@ -5,6 +5,7 @@ Crash survival (SIGKILL, SIGTERM, os._exit, SIGSEGV) is in ``test_crash.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -167,20 +168,48 @@ def test_rank_from_environment_and_header_fields(logdir: str) -> None:
         assert p["name"] == "MainProcess"
 
 
-def test_import_liteprof_imports_no_third_party_module() -> None:
+# What ``import liteprof`` and recording may never pull in (numpy: the reader's only).
+HEAVY = ("numpy", "rich", "asyncio", "pyarrow", "pandas", "plotly", "prometheus_client")
+HEAVY += ("opentelemetry", "google", "torch")
+# The rooms after the file on the route (docs/ARCHITECTURE.md): the recording side never
+# imports them.
+LATER_ROOMS = ("liteprof.analysis", "liteprof.renderers", "liteprof.exporters", "liteprof.cli")
+
+
+@pytest.mark.parametrize("recording", [False, True], ids=["not recording", "LITEPROF_LOG set"])
+def test_import_liteprof_imports_no_numpy_nor_anything_heavy(recording: bool, logdir: str) -> None:
+    """Also while it records (``LITEPROF_LOG``), and up to the end of the process: the
+    check at exit runs after liteprof's own exit handler has closed the log."""
     proc = run_python(
         """
-        import sys
-        before = set(sys.modules)
+        import atexit, json, sys
+
+        def modules(before=set(sys.modules)):
+            return sorted(set(sys.modules) - before)
+
+        atexit.register(lambda: print(json.dumps(["at exit", modules()])))  # runs last
         import liteprof
-        with liteprof.scope("x"):
+        print(json.dumps(["imported", modules()]))
+        with liteprof.scope("Import:Check"):
             pass
-        new = set(sys.modules) - before
-        bad = sorted(m for m in new if m.split(".")[0] in {"numpy", "rich", "asyncio"})
-        print(bad)
-        """
+        print(json.dumps(["recorded", modules(), liteprof.enabled()]))
+        """,
+        LITEPROF_LOG=logdir if recording else None,
     )
-    assert proc.stdout.strip() == "[]"
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["imported", "recorded", "at exit"], proc.stdout
+    assert lines[1][2] is recording
+    for when, new, *_ in lines:
+        assert "liteprof" in new  # the check sees what the import brought
+        assert not [m for m in new if m.split(".")[0] == "numpy"], (when, "numpy")
+        heavy = [m for m in new if m.split(".")[0] in HEAVY]
+        assert heavy == [], (when, heavy)
+        later = [m for m in new if m.startswith(LATER_ROOMS)]
+        assert later == [], (when, later)
+    if recording:
+        assert read(logdir)["records"] == 1
+    else:
+        assert log_files(logdir) == []
 
 
 def test_recording_failure_never_breaks_the_program(tmp_path: os.PathLike[str]) -> None:
