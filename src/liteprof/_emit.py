@@ -2,21 +2,69 @@
 
 The top of the house: it reads (``log``), analyses (``analysis``) and renders
 (``renderers``), all imported only when a report is emitted, so ``import liteprof``
-stays free of numpy.
+stays free of numpy (and of ``logging``). ``show`` is the one way a report reaches the
+user: through a logger where a handler would show it, else on stderr.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from .record import session
 from .record.api import enabled
-from .record.session import logger
+
+INFO = 20  # logging.INFO, without importing logging to know it
+
+
+def would_show(logger: object, level: int = INFO) -> bool:
+    """Whether a record of ``level`` on ``logger`` reaches a handler that lets it through.
+
+    Walks the logger and its parents as ``Logger.callHandlers`` does (stopping where
+    ``propagate`` is off), honouring the loggers' and handlers' levels; with no handler on
+    the way, ``logging.lastResort`` decides (it shows warnings only, by default).
+    """
+    import logging
+
+    assert isinstance(logger, logging.Logger)
+    if logger.disabled or not logger.isEnabledFor(level):
+        return False
+    found = False
+    node: logging.Logger | None = logger
+    while node is not None:
+        for handler in node.handlers:
+            found = True
+            if level >= handler.level:
+                return True
+        if not node.propagate:
+            break
+        node = node.parent
+    if found:
+        return False
+    last = logging.lastResort
+    return last is not None and level >= last.level
+
+
+def show(text: str, logger_name: str = session.LOGGER_NAME) -> None:
+    """Log ``text`` at INFO on ``logger_name`` if a handler would show it; else write it
+    to stderr, so that the user always sees it."""
+    import logging
+
+    logger = logging.getLogger(logger_name)
+    if would_show(logger):
+        logger.info("%s", text)
+        return
+    stream = sys.stderr
+    if stream is None:  # pythonw, a daemon with its streams closed: nowhere to write
+        return
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def maybe_emit_report(*, keep_log: bool = False) -> None:
-    """If this process records: flush, log the summary through logger ``liteprof`` at
-    INFO, then delete this process's log unless ``keep_log``. Otherwise do nothing.
+    """If this process records: flush, show the summary (logger ``liteprof`` at INFO
+    where a handler would show it, else stderr), then delete this process's log unless
+    ``keep_log`` or the process runs under ``liteprof run``. Otherwise do nothing.
     Recording stops in this process. Never raises.
     """
     try:
@@ -27,15 +75,15 @@ def maybe_emit_report(*, keep_log: bool = False) -> None:
             path = current.writer.path if current.writer is not None else None
             session.stop_locked()
         if path is None:
-            logger.info("liteprof: no events were recorded in process %d", os.getpid())
+            show(f"liteprof: no events were recorded in process {os.getpid()}")
             return
         from .analysis.report import build_report
         from .log.reader import read_logs
         from .renderers import render
 
         report = build_report(read_logs([path]))
-        logger.info("%s", render(report, "plain"))
-        if not keep_log:
+        show(render(report, "plain"))
+        if not keep_log and not session.under_liteprof_run():
             try:
                 os.unlink(path)
             except OSError:
@@ -45,4 +93,7 @@ def maybe_emit_report(*, keep_log: bool = False) -> None:
             except OSError:
                 pass
     except Exception as exc:
-        logger.warning("liteprof: could not emit the report: %s", exc)
+        try:
+            session.warn("liteprof: could not emit the report: %s: %s", type(exc).__name__, exc)
+        except Exception:
+            pass

@@ -47,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
     log_dir = args.log if args.log else tempfile.mkdtemp(prefix="liteprof-run-")
     env = dict(os.environ)
     env["LITEPROF_LOG"] = os.path.abspath(log_dir)
+    env["LITEPROF_UNDER_RUN"] = "1"  # maybe_emit_report leaves the logs to this report
     earlier = set(_logs_in(log_dir))  # a reused --log DIR: report this run's logs only
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child gets it and decides
     try:

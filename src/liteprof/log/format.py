@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 MAGIC = b"LITEPROF"
 VERSION = 2  # what the writer writes
 READ_VERSIONS = (1, 2)  # what the reader reads; version 1 has no lane slots
@@ -67,3 +71,44 @@ def encode_text(text: str) -> bytes:
 
 def decode_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogatepass")
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def encode_json(obj: Any) -> bytes:
+    """``json.dumps(obj, ensure_ascii=True).encode()``, byte for byte, for the header's
+    metadata (``None``, bools, ints, strings, lists and dicts of them) without importing
+    ``json``, whose ``re`` would cost every recording process milliseconds at start;
+    other values go through ``json`` itself."""
+    quote: Callable[[str], str] | None
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # an interpreter without the C accelerator
+        quote = None
+
+    def enc(value: Any) -> str:
+        if value is None:
+            return "null"
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        kind = type(value)
+        if kind is int:
+            return int.__repr__(value)
+        if kind is str and quote is not None:
+            return str(quote(value))
+        if kind is list or kind is tuple:
+            return "[" + ", ".join(map(enc, value)) + "]"
+        if kind is dict and quote is not None and all(type(k) is str for k in value):
+            return "{" + ", ".join(f"{quote(k)}: {enc(v)}" for k, v in value.items()) + "}"
+        raise _NotPlain
+
+    try:
+        return enc(obj).encode("ascii")
+    except _NotPlain:
+        import json
+
+        return json.dumps(obj, ensure_ascii=True).encode()

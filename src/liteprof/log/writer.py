@@ -7,19 +7,21 @@ The layout is specified in ``docs/FORMAT.md``.
 
 from __future__ import annotations
 
+import _thread
 import errno
-import json
 import mmap
 import os
-import socket
 import sys
-import threading
 import time
-import weakref
-from typing import Any
+from _socket import gethostname  # not ``socket``: its enums cost every recording process
+from _weakrefset import WeakSet  # what ``weakref.WeakSet`` is, without importing weakref
 
 from .._version import __version__
 from . import format as F
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _OPEN_FLAGS = (
     os.O_RDWR
@@ -111,7 +113,7 @@ class LogWriter:
         self.metadata: dict[str, Any] = {
             "pid": self.pid,
             "ppid": os.getppid(),
-            "host": socket.gethostname(),
+            "host": gethostname(),
             "process_name": current_process_name(),
             "rank": process_rank(),
             "argv": [a[:200] for a in sys.argv[:8]],
@@ -123,14 +125,14 @@ class LogWriter:
         }
         payload = self._metadata_bytes()
         self.fd, self.path = self._create(directory)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._end = F.HEADER_SIZE
         self._seq = 0
         # Weak: a thread's block lives as long as the thread's recorder state holds it. When
         # the thread ends, the block is unmapped at once (and the descriptor that mmap
         # dup()s is closed); held here, every short-lived thread would leak a mapping and a
         # file descriptor until the program runs out of them.
-        self._maps: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
+        self._maps: WeakSet[mmap.mmap] = WeakSet()
         self._meta_map: mmap.mmap | None = None
         self._last_block: tuple[int, int, int, int] | None = None
         self._meta_pos = 0
@@ -155,14 +157,14 @@ class LogWriter:
             raise
 
     def _metadata_bytes(self) -> bytes:
-        data = json.dumps(self.metadata, ensure_ascii=True).encode()
+        data = F.encode_json(self.metadata)
         while len(data) > F.MAX_METADATA and self.metadata["argv"]:
             self.metadata["argv"] = self.metadata["argv"][:-1]
-            data = json.dumps(self.metadata, ensure_ascii=True).encode()
+            data = F.encode_json(self.metadata)
         if len(data) > F.MAX_METADATA:
             self.metadata["host"] = self.metadata["host"][:64]
             self.metadata["process_name"] = self.metadata["process_name"][:256]
-            data = json.dumps(self.metadata, ensure_ascii=True).encode()
+            data = F.encode_json(self.metadata)
         return data
 
     def _create(self, directory: str) -> tuple[int, str]:
@@ -293,7 +295,7 @@ class LogWriter:
             if self.closed:
                 return
             self.closed = True
-            maps, self._maps = list(self._maps), weakref.WeakSet()
+            maps, self._maps = list(self._maps), WeakSet()
             self._meta_map = None
         all_unmapped = True
         for mapped in maps:
@@ -337,7 +339,7 @@ class LogWriter:
     def abandon(self) -> None:
         """After fork, in the child: forget the parent's file without touching it."""
         self.closed = True
-        self._maps = weakref.WeakSet()
+        self._maps = WeakSet()
         self._meta_map = None
         try:
             os.close(self.fd)

@@ -10,12 +10,15 @@ opened before a fork, ``disable()`` or a new ``enable()`` never writes.
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
-from typing import Any, Callable
 
 from ..log import format as F
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # neither typing nor threading is imported by ``import liteprof``
+    from typing import Any, Callable
 
 BACKEND = "python"
 
@@ -33,7 +36,7 @@ _on = False
 _names: dict[str, int] = {}
 
 
-class _Local(threading.local):
+class _Local(_thread._local):  # what threading.local is
     # A class-level default: a thread without state reads None instead of raising
     # AttributeError, which costs ~0.5 µs when it is raised on every exit.
     s: _ThreadState | None = None
@@ -292,6 +295,8 @@ def _attach(st: _ThreadState) -> bool:
     session = _session
     if session is None or not _on:
         return False
+    import threading  # imported by enable() already (session._prepare)
+
     thread = threading.current_thread()
     tidx = session.thread(threading.get_native_id(), thread.name)
     if tidx < 0 or session is not _session:

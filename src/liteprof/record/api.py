@@ -1,16 +1,28 @@
-"""The public recording API: scopes, ``timed``, enable/disable, flush, reports."""
+"""The public recording API: scopes, ``timed``, enable/disable, flush, reports.
+
+Imported by ``import liteprof`` in every process, so nothing here imports ``typing``,
+``functools`` or ``inspect`` at import time: the decorators import ``functools`` when they
+first wrap a function.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
-from typing import Any, Callable, TypeVar, overload
+import sys
 
 from . import backend, session
-from .session import logger
 
-F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Generator
+    from typing import Any, Callable, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
+else:
+
+    def overload(func: object) -> object:
+        return func
+
 
 BACKEND: str = backend.current.BACKEND
 """``"c"`` when the compiled core records, ``"python"`` for the pure-Python twin."""
@@ -37,7 +49,7 @@ def enable(path: str | os.PathLike[str] | None = None, *, processes: Any = None)
                 processes = os.environ.get("LITEPROF_PROCESSES")
             patterns = session.parse_patterns(processes)
         except Exception as exc:
-            logger.warning("liteprof: cannot enable recording: %s", exc)
+            session.warn("liteprof: cannot enable recording: %s", exc)
             return
         session.start(directory, patterns)
 
@@ -68,8 +80,8 @@ def flush() -> None:
     if current is not None and current.writer is not None:
         try:
             current.writer.flush()
-        except Exception as exc:  # never break the host program
-            logger.debug("liteprof: flush failed: %s", exc)
+        except Exception:  # never break the host program; the events are readable anyway
+            pass
 
 
 def log_path() -> str | None:
@@ -82,17 +94,151 @@ def log_path() -> str | None:
 
 # -- decorators ----------------------------------------------------------------------------
 
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ITERABLE_COROUTINE = 0x100  # @types.coroutine: a generator that can be awaited
+_CO_ASYNC_GENERATOR = 0x200
+
+
+def _unwrap_callable(func: Any) -> Any:
+    """What ``inspect`` looks through to find a callable's code: bound methods and
+    ``functools.partial`` objects (not ``__wrapped__``: a wrapper's own kind counts)."""
+    for _ in range(100):  # a chain of partials is short; a cycle must not hang us
+        inner = getattr(func, "__func__", None)
+        if inner is not None and inner is not func and type(func).__name__ == "method":
+            func = inner
+            continue
+        partial = _partial_type()
+        if partial is not None and isinstance(func, partial):
+            func = func.func
+            continue
+        break
+    return func
+
+
+def _partial_type() -> Any:
+    # No partial object can exist before functools (or its C half) is imported.
+    mod = sys.modules.get("functools") or sys.modules.get("_functools")
+    return getattr(mod, "partial", None)
+
+
+def _code_flags(func: Any) -> int:
+    code = getattr(_unwrap_callable(func), "__code__", None)
+    flags = getattr(code, "co_flags", 0)
+    return flags if isinstance(flags, int) else 0
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    if _code_flags(func) & _CO_COROUTINE:
+        return True
+    # inspect.markcoroutinefunction (3.12): a sync function that returns an awaitable.
+    inspect = sys.modules.get("inspect")
+    mark = getattr(inspect, "_is_coroutine_mark", None)
+    if mark is None:
+        return False
+    return getattr(_unwrap_callable(func), "_is_coroutine_marker", None) is mark
+
+
+def _timed_coroutine(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    import functools
+
+    key = Scope(name)
+
+    @functools.wraps(func)
+    async def timed_coroutine(*args: Any, **kwargs: Any) -> Any:
+        with key:
+            return await func(*args, **kwargs)
+
+    return timed_coroutine
+
+
+def _timed_generator(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The wrapper of a generator function: one event from the first resume to the end
+    of the iteration (exhaustion, ``close()``, or an exception), with ``yield from``
+    delegation so ``send``/``throw``/``close`` reach the generator unchanged.
+
+    The wrapper is itself a generator function (``inspect.isgeneratorfunction`` stays
+    true, which pytest fixtures and ``contextlib`` rely on), so the wrapped function is
+    called at the first resume: an argument error surfaces there, not at the call.
+    """
+    import functools
+
+    @functools.wraps(func)
+    def timed_generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        frame = backend.current.scope(name)  # NOOP unless recording at the first resume
+        frame.__enter__()
+        try:
+            result = yield from func(*args, **kwargs)
+        except GeneratorExit:
+            frame.__exit__(None, None, None)  # closed early (a ``break``): not an error
+            raise
+        except BaseException as exc:
+            frame.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        frame.__exit__(None, None, None)
+        return result
+
+    return timed_generator
+
+
+def _timed_async_generator(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The wrapper of an async generator function: one event from the first resume to
+    the end of the iteration. Async generators have no ``yield from``; the delegation
+    (``asend``, ``athrow``, ``aclose``) is written out."""
+    import functools
+
+    @functools.wraps(func)
+    async def timed_async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        agen = func(*args, **kwargs)
+        frame = backend.current.scope(name)
+        frame.__enter__()
+        try:
+            try:
+                value = await agen.__anext__()
+            except StopAsyncIteration:
+                frame.__exit__(None, None, None)
+                return
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    await agen.aclose()
+                    frame.__exit__(None, None, None)
+                    raise
+                except BaseException as thrown:
+                    try:
+                        value = await agen.athrow(thrown)
+                    except StopAsyncIteration:
+                        frame.__exit__(None, None, None)
+                        return
+                else:
+                    try:
+                        value = await (agen.__anext__() if sent is None else agen.asend(sent))
+                    except StopAsyncIteration:
+                        frame.__exit__(None, None, None)
+                        return
+        except BaseException as exc:
+            # The generator raised (or was thrown something it did not handle).
+            if not isinstance(exc, GeneratorExit):
+                frame.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    return timed_async_generator
+
 
 def _wrap(func: Callable[..., Any], name: str) -> Callable[..., Any]:
-    if inspect.iscoroutinefunction(func):
-        key = Scope(name)
+    flags = _code_flags(func)
+    if flags & _CO_ASYNC_GENERATOR:
+        return _timed_async_generator(func, name)
+    if flags & _CO_GENERATOR:
+        wrapper = _timed_generator(func, name)
+        if flags & _CO_ITERABLE_COROUTINE:
+            import types
 
-        @functools.wraps(func)
-        async def timed_coroutine(*args: Any, **kwargs: Any) -> Any:
-            with key:
-                return await func(*args, **kwargs)
-
-        return timed_coroutine
+            wrapper = types.coroutine(wrapper)
+        return wrapper
+    if _is_coroutine_function(func):
+        return _timed_coroutine(func, name)
     return backend.current.timed_function(func, name)
 
 
@@ -107,26 +253,39 @@ backend.current.set_decorator(_decorate)
 
 
 def _qualified_name(func: Callable[..., Any]) -> str:
-    module = getattr(func, "__module__", None) or ""
-    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-    if qualname is None:
-        qualname = repr(func)
-    return f"{module}.{qualname}" if module else str(qualname)
+    """``module.qualname`` of a callable, for ``@timed`` without a name.
+
+    A ``functools.partial`` (or a bound method) is named after the function it calls; a
+    callable object without ``__qualname__`` (an instance with ``__call__``) after its
+    class; anything else after its type, never after its ``repr`` (an address would give
+    every run, and every process, a different name).
+    """
+    target = _unwrap_callable(func)
+    qualname = getattr(target, "__qualname__", None)
+    module = getattr(target, "__module__", None)
+    if not isinstance(qualname, str):
+        qualname = getattr(target, "__name__", None)
+    if not isinstance(qualname, str):
+        cls = type(target)
+        qualname = cls.__qualname__
+        module = cls.__module__
+    if not isinstance(module, str) or not module:
+        return qualname
+    return f"{module}.{qualname}"
 
 
 @overload
 def timed(func_or_name: F) -> F: ...
 @overload
-def timed(func_or_name: str) -> Callable[[F], F]: ...
-
-
-def timed(func_or_name: Any) -> Any:
+def timed(func_or_name: str) -> Callable[[F], F]: ...  # noqa: F811
+def timed(func_or_name: Any) -> Any:  # noqa: F811
     """Decorator: time every call of a function as one event.
 
     ``@liteprof.timed`` names the event ``module.qualname``; ``@liteprof.timed("name")``
-    names it. Works on coroutine functions (the whole ``await`` is timed). The wrapper
-    checks at call time whether recording is on, so functions decorated before
-    ``enable()`` are timed once it is.
+    names it. On a coroutine function the whole ``await`` is one event; on a generator
+    or async generator function, the whole iteration (first resume to exhaustion or
+    ``close()``). The wrapper checks at call time whether recording is on, so functions
+    decorated before ``enable()`` are timed once it is.
     """
     if isinstance(func_or_name, str):
         name = func_or_name
@@ -143,7 +302,6 @@ def timed(func_or_name: Any) -> Any:
 def use_backend(name: str) -> None:
     """Switch the recorder backend (recording is turned off first); see ``liteprof.testing``."""
     global BACKEND, scope, Scope
-    import sys
 
     disable()
     chosen = backend.switch(name)

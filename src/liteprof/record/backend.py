@@ -4,15 +4,21 @@ The seam between the public API and a recorder is the ``Backend`` protocol below
 recorder calls back into a ``SessionCallbacks`` object (``session._Session``) for
 everything that happens once per file, thread, block or name. Both are ``typing``
 protocols only, so that mypy sees the seam; nothing here runs per event.
+
+The C core keeps its state in C globals, one set per process: a second interpreter in
+the same process (``_xxsubinterpreters``, ``concurrent.interpreters``) that used it would
+switch recording on and off under the main interpreter's feet and call back into the
+main interpreter's objects. Only the main interpreter uses the C core; every other one
+records with the pure-Python twin, whose state lives in its own module objects.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Callable, Protocol
 
     class SessionCallbacks(Protocol):
         """What a recorder calls on the slow paths; each returns ``-1``/``None`` on failure
@@ -41,8 +47,24 @@ if TYPE_CHECKING:
         def set_clock(self, clock: Callable[[], int] | None) -> None: ...
 
 
+def in_main_interpreter() -> bool:
+    """True in the process's main interpreter (where the C core may be used)."""
+    import _thread
+
+    check = getattr(_thread, "_is_main_interpreter", None)  # 3.12+
+    if check is not None:
+        return bool(check())
+    try:  # 3.9-3.11: a builtin extension, ~0.1 ms to import
+        import _xxsubinterpreters as interpreters  # type: ignore[import-not-found]
+    except ImportError:  # built without sub-interpreter support: there is only one
+        return True
+    return bool(interpreters.get_current() == interpreters.get_main())
+
+
 def _load(name: str) -> Backend:
     if name == "c":
+        if not in_main_interpreter():
+            raise ImportError("the C core records only in the main interpreter")
         from . import _core
 
         return _core  # type: ignore[return-value]

@@ -4,23 +4,60 @@ A session is what ``enable()`` starts. The recorder backend calls it back on its
 paths (``SessionCallbacks`` in ``backend.py``); every callback returns ``-1``/``None``
 instead of raising, because a recording failure must never reach the profiled program:
 it stops recording with one warning through logger ``liteprof``, and the program runs on.
+
+``import liteprof`` imports this module in every process, recording or not, so it imports
+only what is already loaded at interpreter start (``os``, ``sys``) and a few builtin
+modules. The writer (``mmap``, ``json``...) is imported when a session starts, ``logging``
+when there is something to say, ``fnmatch`` when a process filter is matched.
 """
 
 from __future__ import annotations
 
+import _thread
 import atexit
-import fnmatch
-import logging
 import os
-import tempfile
-import threading
-from collections.abc import Iterable
-from typing import Any
+import sys
+import time
 
-from ..log.writer import LogWriter, current_process_name
 from . import backend
 
-logger = logging.getLogger("liteprof")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Callable
+
+    from ..log.writer import LogWriter
+
+LOGGER_NAME = "liteprof"
+UNDER_RUN_VAR = "LITEPROF_UNDER_RUN"
+"""Set (to ``1``) by ``liteprof run`` for the command it runs: the run reports and removes
+the logs itself, so ``maybe_emit_report`` and the vLLM compatibility report keep them."""
+
+IMPORTED_NS = time.perf_counter_ns()
+"""When liteprof was imported in this process (or in the parent it was forked from)."""
+
+
+def warn(message: str, *args: object) -> None:
+    """One warning through logger ``liteprof``; ``logging`` is imported only now."""
+    import logging
+
+    logging.getLogger(LOGGER_NAME).warning(message, *args)
+
+
+def under_liteprof_run() -> bool:
+    """True in the processes of a ``liteprof run`` command, which reports the logs itself."""
+    return os.environ.get(UNDER_RUN_VAR, "") not in ("", "0")
+
+
+def process_name() -> str:
+    """``multiprocessing.current_process().name``, without importing multiprocessing."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return "MainProcess"
+    try:
+        return str(mp.current_process().name)
+    except Exception:
+        return "MainProcess"
 
 
 def parse_patterns(processes: str | Iterable[str] | None) -> list[str]:
@@ -34,6 +71,11 @@ def parse_patterns(processes: str | Iterable[str] | None) -> list[str]:
     return [p.strip() for p in items if p and p.strip()]
 
 
+default_selector: Callable[[str], bool] | None = None
+"""Which processes record when no pattern is given (``None``: every process).
+``liteprof.compat.vllm`` sets vLLM's rule (rank 0 only) in the processes that import it."""
+
+
 class _NotSelected(Exception):
     pass
 
@@ -42,9 +84,9 @@ class Session:
     """One enable() in one process: what the backend calls back for files and blocks.
 
     The log file is created lazily, when the first event closes, because a forked
-    multiprocessing child only gets its name after the fork; that is also when
-    ``LITEPROF_PROCESSES`` is matched. Every callback returns ``-1``/``None`` instead of
-    raising: a failure stops recording with one warning and the program runs on.
+    multiprocessing child only gets its name after the fork; that is also when the process
+    filter is matched. Every callback returns ``-1``/``None`` instead of raising: a
+    failure stops recording with one warning and the program runs on.
     """
 
     def __init__(self, directory: str, patterns: list[str]) -> None:
@@ -52,20 +94,27 @@ class Session:
         self.patterns = patterns
         self.writer: LogWriter | None = None
         self.pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.dead = False
 
     def selected(self) -> bool:
-        if not self.patterns:
-            return True
-        name = current_process_name()
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        """Whether this process records: its name matched against the patterns, else
+        against the default rule."""
+        name = process_name()
+        if self.patterns:
+            from fnmatch import fnmatchcase
+
+            return any(fnmatchcase(name, p) for p in self.patterns)
+        rule = default_selector
+        return rule is None or bool(rule(name))
 
     def _open(self) -> LogWriter:
         with self._lock:
             if self.writer is None:
                 if not self.selected():
                     raise _NotSelected
+                from ..log.writer import LogWriter
+
                 self.writer = LogWriter(self.directory, backend=backend.current.BACKEND)
             return self.writer
 
@@ -100,11 +149,16 @@ class Session:
         return -1
 
 
-state_lock = threading.RLock()
+state_lock = _thread.RLock()
 current: Session | None = None
-# The session of a process that LITEPROF_PROCESSES left out: it records nothing, but a
+# The session of a process that the process filter left out: it records nothing, but a
 # child forked from it (multiprocessing names children after the fork) may match.
 _unselected: Session | None = None
+
+
+def session_of_this_process() -> Session | None:
+    """The session that records here, or the one the process filter left idle."""
+    return current or _unselected
 
 
 def fail(session: Session, exc: BaseException | None) -> None:
@@ -122,7 +176,7 @@ def fail(session: Session, exc: BaseException | None) -> None:
         if session.writer is not None:
             session.writer.close()
     if exc is not None:  # once per session: ``session.dead`` guards the way in
-        logger.warning(
+        warn(
             "liteprof: recording stopped in process %d: %s: %s",
             os.getpid(),
             type(exc).__name__,
@@ -134,13 +188,25 @@ def default_directory() -> str:
     env = os.environ.get("LITEPROF_LOG")
     if env:
         return env
+    import tempfile
+
     return tempfile.mkdtemp(prefix="liteprof-", dir=os.getcwd())
+
+
+def _prepare() -> None:
+    """Import what the first event needs now, so that it is not paid inside a scope (it
+    would be added to the enclosing scope's time): the writer, and ``threading``, which
+    the recorders ask for the thread's name."""
+    import threading  # noqa: F401
+
+    from ..log import writer  # noqa: F401
 
 
 def start(directory: str, patterns: list[str]) -> None:
     """Stop any session, then record into ``directory``; caller holds ``state_lock``."""
     global current
     stop_locked()
+    _prepare()
     session = Session(os.path.abspath(directory), patterns)
     current = session
     backend.current.start(session)
@@ -160,7 +226,7 @@ def stop_locked() -> None:
 def _after_fork_in_child() -> None:
     """The child records into a file of its own and never repeats the parent's events."""
     global current, state_lock, _unselected
-    state_lock = threading.RLock()  # the parent's lock may have been held by another thread
+    state_lock = _thread.RLock()  # the parent's lock may have been held by another thread
     parent = current or _unselected
     backend.current.after_fork_child()
     current = _unselected = None
