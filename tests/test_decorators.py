@@ -165,9 +165,7 @@ def test_scopes_inside_a_timed_generator_nest_in_it(logdir: str, now: Now) -> No
 
 
 @pytest.mark.parametrize("how", range(3), ids=["timed", "Scope", "scope"])
-def test_async_generator_is_timed_over_the_whole_iteration(
-    logdir: str, now: Now, how: int
-) -> None:
+def test_async_generator_is_timed_over_the_whole_iteration(logdir: str, now: Now, how: int) -> None:
     liteprof.enable(logdir)
 
     async def ticks(n: int) -> AsyncIterator[int]:
