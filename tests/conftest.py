@@ -39,6 +39,7 @@ def _no_recorder_left_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "LITEPROF_PROCESSES",
         "LITEPROF_PURE",
         "LITEPROF_MAX_MB",
+        "LITEPROF_UNDER_RUN",
         "VLLM_LITE_PROFILER_LOG_PATH",
     ):
         monkeypatch.delenv(var, raising=False)
