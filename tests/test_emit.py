@@ -3,14 +3,17 @@ handler would show the INFO record, on stderr otherwise; and it never raises."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 from typing import Any
 
 import pytest
 
 from liteprof import _emit
 
-from .helpers import log_files, run_python
+from .helpers import cli, log_files, run_python
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -105,3 +108,14 @@ def test_would_show_follows_levels_handlers_and_propagation() -> None:
         parent.handlers[:] = []
         parent.setLevel(logging.NOTSET)
         child.propagate = True
+
+
+def test_inside_liteprof_run_the_log_is_left_to_its_report(tmp_path: Any) -> None:
+    logdir = os.path.join(os.fspath(tmp_path), "run-log")
+    code = PROGRAM.format(setup="", before="").replace('os.environ["LOG"]', "None")
+    proc = cli("run", "--log", logdir, "--format", "json", "--", sys.executable, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "Step:Emitted" in proc.stderr  # the program's own report, on stderr
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])  # then liteprof run's
+    assert [s["name"] for s in report["scopes"]] == ["Step:Emitted"]
+    assert len(log_files(logdir)) == 1
