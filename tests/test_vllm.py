@@ -327,8 +327,10 @@ def test_liteprof_processes_overrides_which_ranks_record(
     assert f": {count} processes:" in processes_line(err)
 
 
-def test_directory_path_and_nothing_recorded(tmp_path: Any) -> None:
-    directory = os.path.join(os.fspath(tmp_path), "plain-dir")
+@pytest.mark.parametrize("name", ["plain-dir", "dir.d" + os.sep], ids=["plain", "final-sep"])
+def test_directory_path_and_nothing_recorded(tmp_path: Any, name: str) -> None:
+    path = os.path.join(os.fspath(tmp_path), name)
+    directory = path.rstrip(os.sep)  # a final separator says: this is the directory
     proc = run_python(
         """
         from liteprof.compat.vllm import LiteScope, maybe_emit_lite_profiler_report
@@ -337,7 +339,7 @@ def test_directory_path_and_nothing_recorded(tmp_path: Any) -> None:
             pass
         maybe_emit_lite_profiler_report()
         """,
-        VLLM_LITE_PROFILER_LOG_PATH=directory,
+        VLLM_LITE_PROFILER_LOG_PATH=path,
     )
     first, _, second = proc.stderr.partition("Lite profiler summary")
     assert "no process of this run recorded" in first

@@ -91,11 +91,21 @@ def log_directory(path: str) -> str:
     extension, as vLLM's ``vllm_lite.log``): then ``<path>.liteprof``, beside it. Every
     process decides alike, so they all write into the same directory.
     """
-    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+    if os.path.isdir(path) or _names_a_directory(path):
         return path
     if os.path.lexists(path) or os.path.splitext(os.path.basename(path))[1]:
         return path + ".liteprof"
     return path
+
+
+def _names_a_directory(path: str) -> bool:
+    return path.endswith(("/", os.sep))
+
+
+def _directory_of(path: str) -> str:
+    """The absolute directory for the variable's value (decided before ``abspath``, which
+    drops a final separator)."""
+    return os.path.abspath(log_directory(path))
 
 
 def _enable_from_environment() -> None:
@@ -104,10 +114,11 @@ def _enable_from_environment() -> None:
     path = os.environ.get(ENV_VAR)
     if not path or _session.session_of_this_process() is not None:
         return
-    # Children inherit the variable but may run in another directory: pin it.
-    path = os.path.abspath(path)
-    os.environ[ENV_VAR] = path
-    _api.enable(log_directory(path))
+    directory = _directory_of(path)
+    # Children inherit the variable but may run in another directory: pin it (keeping a
+    # final separator, which says the path is a directory).
+    os.environ[ENV_VAR] = os.path.abspath(path) + (os.sep if _names_a_directory(path) else "")
+    _api.enable(directory)
 
 
 def _after_fork_in_child() -> None:
@@ -133,7 +144,7 @@ def _report_directory() -> str | None:
         return os.path.abspath(env)
     path = os.environ.get(ENV_VAR)
     if path:
-        return log_directory(os.path.abspath(path))
+        return _directory_of(path)
     return None
 
 
