@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import emit_rendered, one_line, percent, require_numpy
+from .common import one_line, percent, require_numpy
+from .report import check_output, output
 
 HELP = "compare two runs scope by scope"
 DESCRIPTION = (
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE")
     parser.add_argument("new", metavar="NEW")
     parser.add_argument("--format", choices=formats("diff"), default="table")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of stdout (html: needed)"
+    )
     parser.add_argument(
         "--threshold",
         type=percent,
@@ -37,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_output(args.format, args.output)
     require_numpy()
     from ..analysis.diff import build_diff, regressions
     from ..log.reader import read_logs
@@ -44,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     base = read_logs([args.base])
     new = read_logs([args.new])
     result = build_diff(base, new, threshold=args.threshold)
-    emit_rendered(result, args.format, "diff")
+    output(result, args.format, "diff", args.output, base=base, new=new)
     if args.fail_above is not None:
         worse = regressions(result, args.fail_above)
         if worse:

@@ -12,7 +12,7 @@ import tempfile
 
 from ..log.format import SUFFIX
 from .common import UsageError, one_line
-from .report import add_format_arguments, report
+from .report import add_format_arguments, check_output, report
 
 HELP = "run a command with recording on, then print the report"
 DESCRIPTION = (
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="DIR", help="log directory (kept afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary log directory")
     add_format_arguments(parser)
+    parser.add_argument("--html", metavar="FILE", help="also write the report as an HTML page")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
 
@@ -43,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("run needs a command: liteprof run -- CMD [ARGS...]")
+    check_output(args.format, args.output, args.html)
     temporary = args.log is None
     log_dir = args.log if args.log else tempfile.mkdtemp(prefix="liteprof-run-")
     env = dict(os.environ)
@@ -63,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         new = [f for f in _logs_in(log_dir) if f not in earlier]
         if new:
-            report([log_dir] if not earlier else new, args.format, args.by)
+            paths = [log_dir] if not earlier else new
+            report(paths, args.format, args.by, args.output, args.html)
         else:
             sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
     except Exception as exc:  # the command's exit status matters more than the report

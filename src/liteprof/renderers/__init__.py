@@ -11,6 +11,7 @@ from typing import Any
 
 from .base import Renderer
 from .csv import CsvRenderer
+from .html import HtmlRenderer
 from .json import JsonRenderer
 from .markdown import MarkdownRenderer
 from .table import PlainTableRenderer, RichTableRenderer, TableRenderer
@@ -22,6 +23,7 @@ RENDERERS: dict[str, type[Renderer]] = {
     "json": JsonRenderer,
     "csv": CsvRenderer,
     "markdown": MarkdownRenderer,
+    "html": HtmlRenderer,
 }
 
 _INTERNAL = ("plain", "rich")  # what ``table`` picks from; not offered on the command line
