@@ -4,6 +4,14 @@ What every reader produces and every analysis, renderer and exporter consumes: o
 element per event, and small tables (``names``, ``processes``, ``threads``) that the
 columns index. Rows are grouped by file, then by thread; within a thread they are in
 the order the scopes closed (so children come before their parent).
+
+Layout, for speed and memory: every column is a read-only numpy array of the dtype in
+``COLUMNS``. A column that holds one value for every event (``proc`` when one file was
+read, ``lane`` without asyncio tasks or greenlets, ``parent`` without nesting, everything
+but ``name``, ``dur`` and ``self_ns`` for vLLM text logs) is a zero-stride view
+(``numpy.broadcast_to``) that costs no memory; the others are views of the reader's
+preallocated columns. Index, mask, compare and reduce them freely; to modify one, copy
+it first (``np.array(ev.proc)``).
 """
 
 from __future__ import annotations

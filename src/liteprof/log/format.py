@@ -28,6 +28,9 @@ BLOCK_MAGIC = b"LPBK"
 BLOCK_STRUCT = struct.Struct("<4sIII16x")
 META_OWNER = 0xFFFFFFFF
 PAD_OWNER = 0xFFFFFFFE  # filler that aligns the next block for mmap; readers skip it
+# Owners 0xFFFFFF00-0xFFFFFFFD are reserved for new kinds of block: a reader skips such a
+# block whole (its size is valid). Thread indices stay below FIRST_RESERVED_OWNER.
+FIRST_RESERVED_OWNER = 0xFFFFFF00
 # A thread's first block is one page, so that short-lived threads cost 4 KiB of disk;
 # busy threads double their blocks up to MAX_BLOCK.
 MIN_BLOCK = 4 * 1024
@@ -41,6 +44,9 @@ KIND_EVENT = 1
 KIND_LANE = 2
 LANE_STRUCT = struct.Struct("<Q20xI")  # lane id, reserved, flags (kind in bits 0-7)
 KIND_MASK = 0xFF
+# Slot kinds KIND_LANE < kind < FIRST_OPTIONAL_KIND are reserved (a reader counts such a
+# slot as skipped); kinds from FIRST_OPTIONAL_KIND on are optional (ignored, not counted).
+FIRST_OPTIONAL_KIND = 128
 FLAG_ERROR = 1 << 8
 DEPTH_SHIFT = 16
 MAX_DEPTH = 0xFFFF
@@ -49,6 +55,9 @@ MAX_DEPTH = 0xFFFF
 META_STRUCT = struct.Struct("<IIIIQ8x")
 META_NAME = 1
 META_THREAD = 2
+# Metadata kinds META_THREAD < kind < FIRST_OPTIONAL_META are reserved (skipped, and they
+# end their block's entries); kinds from FIRST_OPTIONAL_META on are stepped over.
+FIRST_OPTIONAL_META = 128
 
 NUMPY_DTYPE_SPEC = [
     ("start", "<i8"),

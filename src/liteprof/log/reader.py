@@ -1,15 +1,31 @@
 """Read liteprof logs (``docs/FORMAT.md``) and vLLM lite-profiler text logs into ``Events``.
 
-Vectorised with numpy: the slots of a file are read in large chunks straight into one
-structured array and the events selected with masks; Python loops only run per file, per
-block, per name and per nesting level. The structure of a file (header, blocks,
-metadata) comes from ``scan.py``, which a live reader shares.
+Vectorised with numpy; Python loops run per file, per block, per name and per nesting
+level, never per event. The structure of a file (header, blocks, metadata) comes from
+``scan.py``, which the live reader shares; text logs are ``text.py``'s.
+
+How a file is read, and why in this order:
+
+1. Every path is opened once up front (only regular files; the same file named twice,
+   through a directory and by name, or by a hard link, is read once), its header read and
+   its blocks walked. The columns are then reserved for what the thread blocks can hold:
+   never by the file's size, so a file with a huge sparse tail costs nothing.
+2. The event slots are read block by block (a block is at most 1 MiB, so each one stays
+   in the CPU's cache while its columns are cut from it) straight into the columns, with
+   the file's name ids as they are.
+3. Then the metadata, walking again for metadata blocks added meanwhile: a log still
+   being written defines a name before the first event that uses it, so every event
+   read in step 2 has its name here (``scan.py``). The name ids are mapped to the
+   report's names; an event whose name or thread is still undefined is damage.
+4. Parents are linked per file (``link_parents``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -17,25 +33,46 @@ import numpy as np
 from . import format as F
 from .errors import LogError
 from .events import COLUMNS, Events
-from .scan import Header, read_header, read_metadata, scan_blocks
-from .text import read_text
+from .scan import (
+    BlockMap,
+    Header,
+    Metadata,
+    header_never_written,
+    read_header,
+    read_metadata,
+    rescan,
+    scan_blocks,
+    slot_count,
+)
 
 SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
-_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_DTYPES = dict(COLUMNS)
 # A parent's start and end may differ from its child's by the rounding of two clock
 # conversions; anything beyond this is not nesting but damage (or a lost parent).
 _NESTING_SLACK_NS = 1000
 
 
 class Builder:
-    """Collects events into preallocated columns (one copy of each event, no concatenation)."""
+    """Collects events into preallocated columns: one copy of each event, no concatenation.
+
+    A column that has held one value for every row so far (a single file's ``proc``,
+    ``lane`` without asyncio, everything but names and durations for text logs) is not
+    allocated at all until a row needs another value; ``build`` gives it as a zero-stride
+    view. Rows are written by ``put`` for ``[lo, hi)``; every column of every row must be
+    put once before ``build``.
+    """
 
     def __init__(self) -> None:
         self.sources: list[str] = []
         self.names: list[str] = []
         self.name_index: dict[str, int] = {}
-        self.cols: dict[str, np.ndarray] = {name: np.empty(0, dt) for name, dt in COLUMNS}
+        self.cap = 0
         self.n = 0
+        self.cols: dict[str, np.ndarray | None] = {name: None for name, _ in COLUMNS}
+        # For a column not allocated yet: the value of its rows so far and how many there are.
+        self._const: dict[str, Any] = {name: None for name, _ in COLUMNS}
+        self._upto: dict[str, int] = {name: 0 for name, _ in COLUMNS}
         self.processes: list[dict[str, Any]] = []
         self.threads: list[dict[str, Any]] = []
         self.skipped = 0
@@ -50,35 +87,75 @@ class Builder:
             self.names.append(name)
         return idx
 
+    def intern_all(self, names: list[str]) -> list[int]:
+        """``intern`` of each name, without a Python-level call per name."""
+        index = self.name_index
+        before = len(index)
+        ids = [index.setdefault(name, len(index)) for name in names]
+        if len(index) != before:
+            self.names.extend(list(index)[before:])
+        return ids
+
     def span(self, first: int, last: int) -> None:
         self.first = first if self.first is None else min(self.first, first)
         self.last = last if self.last is None else max(self.last, last)
 
     def reserve(self, extra: int) -> None:
-        """Make room for ``extra`` more events (amortised doubling)."""
+        """Make room for ``extra`` more rows (amortised doubling past the first reservation)."""
         need = self.n + extra
-        cap = self.cols["name"].shape[0]
-        if need <= cap:
+        if need <= self.cap:
             return
-        new_cap = max(need, 2 * cap)
+        new_cap = max(need, 2 * self.cap) if self.cap else need
         for key, col in self.cols.items():
-            bigger = np.empty(new_cap, col.dtype)
-            bigger[: self.n] = col[: self.n]
-            self.cols[key] = bigger
+            if col is not None:
+                bigger = np.empty(new_cap, col.dtype)
+                bigger[: self.n] = col[: self.n]
+                self.cols[key] = bigger
+        self.cap = new_cap
+
+    def column(self, key: str) -> np.ndarray:
+        """The whole reserved column ``key``, allocated (and its rows so far filled) now."""
+        col = self.cols[key]
+        if col is None:
+            col = np.empty(self.cap, _DTYPES[key])
+            upto = self._upto[key]
+            if upto:
+                col[:upto] = self._const[key]
+            self.cols[key] = col
+        return col
+
+    def put(self, key: str, lo: int, hi: int, value: Any) -> None:
+        """Rows ``[lo, hi)`` of column ``key`` take ``value`` (a scalar or an array)."""
+        if self.cols[key] is None and np.ndim(value) == 0 and lo == self._upto[key]:
+            if lo == 0 or self._const[key] == value:
+                self._const[key] = value
+                self._upto[key] = hi
+                return
+        self.column(key)[lo:hi] = value
 
     def add(self, **values: Any) -> None:
         """Append one batch; every column of ``COLUMNS`` is given (an array or a scalar)."""
-        k = int(values["dur"].shape[0])
+        k = int(np.shape(values["dur"])[0])
         self.reserve(k)
-        for key, col in self.cols.items():
-            col[self.n : self.n + k] = values[key]
+        for key, _ in COLUMNS:
+            self.put(key, self.n, self.n + k, values[key])
         self.n += k
 
     def build(self) -> Events:
         n = self.n
-        # Views, not copies: the unused tail of the reservation is the price of never
-        # holding two copies of the events at once.
-        cols = {key: col[:n] for key, col in self.cols.items()}
+        cols: dict[str, np.ndarray] = {}
+        for key, dtype in COLUMNS:
+            col = self.cols[key]
+            if col is None:
+                assert self._upto[key] == n or n == 0, key
+                value = self._const[key] if n else 0
+                view = np.broadcast_to(np.array(value, dtype), (n,))
+            else:
+                # A view, not a copy: the unused tail of the reservation (never touched, so
+                # never resident) is the price of never holding two copies of the events.
+                view = col[:n]
+                view.flags.writeable = False
+            cols[key] = view
         return Events(
             sources=self.sources,
             names=self.names,
@@ -92,59 +169,105 @@ class Builder:
         )
 
 
+def _listdir(path: str) -> list[str]:
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError as exc:
+        raise LogError(f"cannot read directory {path}: {_reason(exc)}") from None
+    found = []
+    for entry in entries:
+        if not entry.endswith(F.SUFFIX):
+            continue
+        full = os.path.join(path, entry)
+        try:
+            if stat.S_ISREG(os.stat(full).st_mode):
+                found.append(full)
+        except OSError:
+            continue  # vanished since the listing (a log removed meanwhile), or unreadable
+    if not found:
+        raise LogError(f"no liteprof logs (*{F.SUFFIX}) in directory {path}")
+    return found
+
+
 def expand_paths(paths: list[str]) -> list[str]:
-    """The log files that ``paths`` name: directories give their ``*.lpf`` files."""
+    """The log files that ``paths`` name: directories give their ``*.lpf`` files.
+
+    A path that cannot be looked at says why (``permission denied``, not "no such file").
+    """
     files: list[str] = []
     for path in paths:
-        if os.path.isdir(path):
-            try:
-                entries = sorted(os.listdir(path))
-            except OSError as exc:
-                raise LogError(f"cannot read directory {path}: {exc.strerror}") from None
-            found = [
-                os.path.join(path, e)
-                for e in entries
-                if e.endswith(F.SUFFIX) and os.path.isfile(os.path.join(path, e))
-            ]
-            if not found:
-                raise LogError(f"no liteprof logs (*{F.SUFFIX}) in directory {path}")
-            files.extend(found)
-        elif os.path.exists(path):
-            files.append(path)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise LogError(f"no such file or directory: {path}") from None
+            raise LogError(f"cannot read {path}: {_reason(exc)}") from None
+        if stat.S_ISDIR(st.st_mode):
+            files.extend(_listdir(path))
         else:
-            raise LogError(f"no such file or directory: {path}")
+            files.append(path)
     return files
 
 
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or type(exc).__name__
+
+
+@dataclass
+class _Binary:
+    """A binary log: its identity, header and blocks, as walked before reading."""
+
+    path: str
+    identity: tuple[int, int]
+    size: int
+    header: Header
+    blocks: BlockMap
+
+
 def read_logs(paths: list[str]) -> Events:
-    """Read log directories, liteprof log files and vLLM text logs into one ``Events``."""
+    """Read log directories, liteprof log files and vLLM text logs into one ``Events``.
+
+    The same file named twice (a directory and a file in it, a hard link) is read once.
+    """
+    from .text import read_text
+
     builder = Builder()
     builder.sources = [os.fspath(p) for p in paths]
-    files = expand_paths(builder.sources)
-    heads = [_read_head(path) for path in files]
-    # Every slot of a binary log could be an event: reserve for all of them at once.
-    builder.reserve(
-        sum(
-            max(0, os.path.getsize(path) - F.HEADER_SIZE) // F.SLOT_SIZE
-            for path, head in zip(files, heads)
-            if head == F.MAGIC
-        )
-    )
-    for path, head in zip(files, heads):
-        if head == F.MAGIC:
-            _read_binary(path, builder)
-        elif path.endswith(F.SUFFIX) and F.MAGIC.startswith(head):
+    seen: set[tuple[int, int]] = set()
+    plan: list[tuple[str, _Binary | None]] = []
+    for path in expand_paths(builder.sources):
+        kind, binary = _walk(path, seen)
+        if kind == "unwritten":
             # A log whose header never got (fully) written: a writer that failed or was
             # killed at once. Nothing in it to read; it must not pass for a text log,
             # which would make the wall time of every other log unknown.
             builder.skipped += 1
-        else:
+        elif kind != "same":
+            plan.append((path, binary))
+    builder.reserve(sum(b.blocks.capacity for _, b in plan if b is not None))
+    for path, binary in plan:
+        if binary is None:
             read_text(path, builder)
+            continue
+        try:
+            with _open(path) as fh:
+                if _identity(os.fstat(fh.fileno())) != binary.identity:
+                    # Replaced since the walk (a log rotated away): walk what is there now.
+                    binary = _walk_open(fh, path, _identity(os.fstat(fh.fileno())))
+                _read_binary(fh, binary, builder)
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {_reason(exc)}") from None
     return builder.build()
 
 
-def _read_head(path: str) -> bytes:
-    """The first bytes of ``path``, which must be a regular file.
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _open(path: str) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file (else ``LogError``).
 
     A pipe or a device (``/dev/zero``, a FIFO named on the command line) would block the
     reader or never end, so anything but a regular file is refused; ``O_NONBLOCK`` keeps
@@ -153,258 +276,480 @@ def _read_head(path: str) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise LogError(f"{path}: not a regular file")
-            return os.pread(fd, len(F.MAGIC), 0)
-        finally:
-            os.close(fd)
     except OSError as exc:
-        raise LogError(f"cannot read {path}: {exc.strerror}") from None
+        raise LogError(f"cannot read {path}: {_reason(exc)}") from None
+    fh = os.fdopen(fd, "rb", buffering=0)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LogError(f"{path}: not a regular file")
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _walk(path: str, seen: set[tuple[int, int]]) -> tuple[str, _Binary | None]:
+    """What ``path`` is: ``"binary"`` (with its header read and blocks walked), ``"text"``,
+    ``"unwritten"`` (a ``.lpf`` file without a header) or ``"same"`` (a file already
+    planned under another name)."""
+    with _open(path) as fh:
+        try:
+            identity = _identity(os.fstat(fh.fileno()))
+            if identity in seen:
+                return "same", None
+            seen.add(identity)
+            head = fh.read(len(F.MAGIC))
+            if head != F.MAGIC:
+                if path.endswith(F.SUFFIX) and header_never_written(head):
+                    return "unwritten", None
+                return "text", None
+            return "binary", _walk_open(fh, path, identity)
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {_reason(exc)}") from None
+
+
+def _walk_open(fh: BinaryIO, path: str, identity: tuple[int, int]) -> _Binary:
+    size = os.fstat(fh.fileno()).st_size
+    header = read_header(fh, path)
+    blocks = scan_blocks(fh, slot_count(size)[0])
+    return _Binary(path, identity, size, header, blocks)
 
 
 # -- liteprof binary logs -----------------------------------------------------------------
 
-
-def _read_binary(path: str, b: Builder) -> None:
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb", buffering=0) as fh:
-            header = read_header(fh, path)
-            proc = len(b.processes)
-            b.processes.append(header.process(path))
-            nslots = (size - F.HEADER_SIZE) // F.SLOT_SIZE if size > F.HEADER_SIZE else 0
-            tail = (size - F.HEADER_SIZE) % F.SLOT_SIZE if size > F.HEADER_SIZE else 0
-            if tail:
-                # A cut file: the torn last slot is a damaged record if anything was in it
-                # (the writer only ever grows files by whole blocks, so a live log never
-                # has a tail).
-                fh.seek(size - tail)
-                if any(fh.read(tail)):
-                    b.skipped += 1
-            if nslots:
-                _read_blocks(fh, nslots, header, proc, b)
-    except OSError as exc:
-        raise LogError(f"cannot read {path}: {exc.strerror}") from None
+# Slots cut from a file at a time: a whole block of the largest size (1 MiB), small
+# enough that its columns are cut while it is in the CPU's cache.
+_CHUNK_SLOTS = F.MAX_BLOCK // F.SLOT_SIZE
+# Rows mapped from name ids to names at a time (bounds the temporary index array).
+_MAP_ROWS = 1 << 20
 
 
-_CHUNK_SLOTS = 1 << 20  # 32 MiB of slots read at a time: memory stays flat per file
+@dataclass
+class _FileRows:
+    """What step 2 leaves for step 3: where each thread block's events went."""
+
+    first_row: int
+    pieces: list[tuple[int, int, int]]
+    """(first row, end row, owner) of each block's events, in row order."""
+    lo: int | None = None
+    """The first start, on the monotonic clock."""
+    hi: int | None = None
+    """The last end, on the monotonic clock."""
+    lanes: bool = False
+    """Whether a lane slot was met: then the lane column holds each row's lane."""
+    lane_now: int = 0
+    """The lane in force at the end of the last chunk read (dense number)."""
 
 
-def _read_slots(fh: Any, first: int, count: int, out: np.ndarray) -> np.ndarray:
-    """Slots ``[first, first + count)`` of the open log (fewer if the file is shorter)."""
-    buf = out[:count]
-    fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
-    got = fh.readinto(memoryview(buf).cast("B"))  # type: ignore[arg-type]
-    return buf[: (got or 0) // F.SLOT_SIZE]
-
-
-def _chunks(segments: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
-    """Group segments into reads: consecutive in the list and adjacent in the file, at
-    most ``_CHUNK_SLOTS`` slots each (a larger, forged block is cut into pieces)."""
-    out: list[list[tuple[int, int, int]]] = []
-    group: list[tuple[int, int, int]] = []
-    for first, end, owner in segments:
-        while end - first > _CHUNK_SLOTS:
-            if group:
-                out.append(group)
-                group = []
-            out.append([(first, first + _CHUNK_SLOTS, owner)])
-            first += _CHUNK_SLOTS
-        if group and (group[-1][1] != first or end - group[0][0] > _CHUNK_SLOTS):
-            out.append(group)
-            group = []
-        group.append((first, end, owner))
-    if group:
-        out.append(group)
-    return out
-
-
-def _read_blocks(fh: BinaryIO, nslots: int, header: Header, proc: int, b: Builder) -> None:
-    blocks = scan_blocks(fh, nslots)
+def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
+    header, blocks = log.header, log.blocks
+    proc = len(b.processes)
+    b.processes.append(header.process(log.path))
     b.skipped += blocks.skipped
-    meta = read_metadata(fh, blocks)
+    nslots, tail = slot_count(log.size)
+    if tail:
+        # A cut file: the torn last slot is a damaged record if anything was in it (the
+        # writer only ever grows files by whole blocks, so a live log never has a tail).
+        fh.seek(F.HEADER_SIZE + nslots * F.SLOT_SIZE)
+        if any(fh.read(tail)):
+            b.skipped += 1
+    anchor = header.wall_of(0)
+    rows = _read_events(fh, blocks, b, anchor or 0)
+
+    # Step 3: the metadata, read after the events (see the module's docstring). A
+    # metadata block cut at the end of the file at the walk is read whole from the rescan.
+    later = rescan(fh, blocks)
+    meta = Metadata()
+    complete = BlockMap(meta_blocks=[m for m in blocks.meta_blocks if m[0] - 1 < blocks.end])
+    read_metadata(fh, complete, meta)
+    read_metadata(fh, later, meta)
     b.skipped += meta.skipped
-    name_ids = {ident: b.intern(text) for ident, text in meta.names.items()}
     thread_ids: dict[int, int] = {}
     for ident, (tid, tname) in meta.threads.items():
         thread_ids[ident] = len(b.threads)
         b.threads.append({"proc": proc, "tid": tid, "name": tname})
 
+    r0, r1 = rows.first_row, b.n
+    b.put("proc", r0, r1, proc)
+    if not rows.lanes:
+        b.put("lane", r0, r1, 0)
+    for lo, hi, owner in rows.pieces:
+        b.put("thread", lo, hi, thread_ids.get(owner, -1))
+    undefined = _map_names(b, r0, r1, meta.names)
+    if undefined or any(owner not in thread_ids for _, _, owner in rows.pieces):
+        kept = _drop_undefined(b, r0, r1)
+        b.skipped += (r1 - r0) - kept
+        r1 = b.n = r0 + kept
+        rows.lo, rows.hi = _span(b, r0, r1, anchor or 0)
+    b.processes[proc]["records"] = r1 - r0
+    if r1 == r0:
+        return
+    if anchor is not None:
+        assert rows.lo is not None and rows.hi is not None
+        b.span(rows.lo + anchor, rows.hi + anchor)
+    link_parents(b, r0, r1)
+
+
+def _read_events(fh: BinaryIO, blocks: BlockMap, b: Builder, anchor: int) -> _FileRows:
+    """Step 2: cut the events of every thread block into the columns.
+
+    ``name`` holds the file's name ids (as ``uint32`` bits) until step 3 maps them;
+    ``start`` is already wall-clock (``anchor`` added). Damage that does not depend on
+    the metadata (a reserved slot kind, a negative time) is counted here.
+    """
+    b.reserve(blocks.capacity)  # done already, unless the file was replaced since the walk
+    buf = np.empty(min(_CHUNK_SLOTS, max(blocks.capacity, 1)), SLOT_DTYPE)
+    out = _FileRows(first_row=b.n, pieces=[])
+    lane_index: dict[int, int] = {}
+    cols = {key: b.column(key) for key in ("start", "dur", "self_ns", "name", "depth", "error")}
     # A thread's events in the order they closed: its blocks in the order they were
     # allocated (their place in the file), each read front to back.
-    segments = sorted(blocks.segments, key=lambda s: (s[2], s[0]))
-    first_row = b.n
-    buf = np.empty(min(_CHUNK_SLOTS, max(nslots, 1)), SLOT_DTYPE)
-    lo_start: int | None = None
-    hi_end: int | None = None
-    records = 0
-    lane_index: dict[int, int] = {}
-    for group in _chunks(segments):
-        c_first = group[0][0]
-        view = _read_slots(fh, c_first, group[-1][1] - c_first, buf)
-        owner_of = np.full(view.shape[0], -1, dtype=np.int32)
-        block_of = np.zeros(view.shape[0], dtype=np.int32)
-        for i, (first, end, owner) in enumerate(group):
-            owner_of[first - c_first : end - c_first] = thread_ids.get(owner, -2)
-            block_of[first - c_first : end - c_first] = i
-        in_thread = owner_of != -1
-        kind = view["flags"] & F.KIND_MASK
-        lane_at = in_thread & (kind == F.KIND_LANE)
-        b.skipped += int(
-            np.count_nonzero(in_thread & (kind != 0) & (kind != F.KIND_EVENT) & ~lane_at)
-        )
-        is_event = in_thread & (kind == F.KIND_EVENT)
-        lane = _lanes(view, lane_at, block_of, lane_index) if lane_at.any() else None
+    for first, end, owner in sorted(blocks.segments, key=lambda s: (s[2], s[0])):
+        piece_lo = b.n
+        out.lane_now = 0  # every block starts in lane 0
+        while first < end:
+            count = min(end - first, buf.shape[0])
+            fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
+            view = memoryview(buf[:count]).cast("B")  # type: ignore[arg-type]
+            got = (fh.readinto(view) or 0) // F.SLOT_SIZE  # type: ignore[attr-defined]
+            if got == 0:
+                break  # the file was truncated meanwhile: what was read stands
+            b.n += _cut_chunk(buf[:got], b, cols, out, lane_index, anchor)
+            first += got
+        if b.n > piece_lo:
+            out.pieces.append((piece_lo, b.n, owner))
+    return out
+
+
+def _cut_chunk(
+    v: np.ndarray,
+    b: Builder,
+    cols: dict[str, np.ndarray],
+    out: _FileRows,
+    lane_index: dict[int, int],
+    anchor: int,
+) -> int:
+    """Cut the events among the slots ``v`` into the columns at row ``b.n``; their count.
+
+    The usual chunk is all events (a full block of one thread): its fields are copied
+    column by column; otherwise the events are picked out with ``np.take`` (a
+    structured fancy index would be several times slower).
+    """
+    flags = v["flags"]
+    kind = flags & F.KIND_MASK
+    is_event = kind == F.KIND_EVENT
+    n_events = int(np.count_nonzero(is_event))
+    sel: np.ndarray | None = None
+    slot_lanes: np.ndarray | None = None
+    if n_events != v.shape[0]:
+        # Not only events: empty slots, lane slots, slots of kinds this reader does not
+        # know (3-127 are reserved: counted as damage; 128-255 optional: ignored).
+        b.skipped += int(np.count_nonzero((kind > F.KIND_LANE) & (kind < F.FIRST_OPTIONAL_KIND)))
+        is_lane = kind == F.KIND_LANE
+        if out.lanes or is_lane.any():
+            slot_lanes = _lanes(v, is_lane, lane_index, b, out)
+        if n_events == 0:
+            return 0
         sel = np.flatnonzero(is_event)
-        del in_thread, kind, lane_at, is_event
-        if sel.size == 0:
-            continue
-        ev = view[sel]
-        thread_of = owner_of[sel]
-        lane_of = lane[sel] if lane is not None else np.zeros(sel.size, np.int32)
-        del owner_of, block_of
-        gname = _map_names(ev["name"], name_ids)
-        dur = ev["dur"]
-        child = ev["child"]
-        start = ev["start"]
-        # A monotonic clock never reads negative: a negative start, like a negative
-        # duration, is a damaged slot (and starts >= 0 keep start + dur from overflowing).
-        valid = (gname >= 0) & (dur >= 0) & (child >= 0) & (start >= 0) & (thread_of >= 0)
-        nvalid = int(np.count_nonzero(valid))
-        b.skipped += int(valid.size - nvalid)
-        if nvalid == 0:
-            continue
-        if nvalid != valid.size:
-            ev, gname, thread_of, lane_of = (
-                ev[valid],
-                gname[valid],
-                thread_of[valid],
-                lane_of[valid],
-            )
-            dur, child, start = ev["dur"], ev["child"], ev["start"]
-        lo = int(start.min())
-        # start + dur without int64 overflow: forged durations near 2**63 must not wrap.
-        hi = int((start + np.minimum(dur, _INT64_MAX - start)).max())
-        lo_start = lo if lo_start is None else min(lo_start, lo)
-        hi_end = hi if hi_end is None else max(hi_end, hi)
-        flags = ev["flags"]
-        b.add(
-            name=gname,
-            start=start,
-            dur=dur,
-            self_ns=dur - np.minimum(child, dur),
-            depth=(flags >> F.DEPTH_SHIFT) & F.MAX_DEPTH,
-            error=(flags & F.FLAG_ERROR) != 0,
-            proc=proc,
-            thread=thread_of,
-            lane=lane_of,
-            parent=-1,
-        )
-        records += nvalid
-    b.processes[proc]["records"] = records
-    if not records:
-        return
-    rows = slice(first_row, b.n)
-    anchor = header.wall_of(0)
-    if anchor is not None:
+    del kind, is_event
+    lo, hi = b.n, b.n + n_events
+    start, dur, self_ns = cols["start"][lo:hi], cols["dur"][lo:hi], cols["self_ns"][lo:hi]
+    if sel is None:
+        start[...] = v["start"]
+        dur[...] = v["dur"]
+        np.minimum(v["child"], dur, out=self_ns)
+        cols["name"][lo:hi].view(np.uint32)[...] = v["name"]
+        fl = flags
+    else:
+        np.take(v["start"], sel, out=start)
+        np.take(v["dur"], sel, out=dur)
+        np.take(v["child"], sel, out=self_ns)
+        np.minimum(self_ns, dur, out=self_ns)
+        np.take(v["name"], sel, out=cols["name"][lo:hi].view(np.uint32))
+        fl = np.take(flags, sel)
+    lanes: Any = out.lane_now
+    if slot_lanes is not None:
+        lanes = slot_lanes[sel] if sel is not None else slot_lanes
+        out.lane_now = int(slot_lanes[-1])
+    # A monotonic clock never reads negative: a negative start, like a negative duration or
+    # child time, is a damaged slot (and starts >= 0 keep start + dur from overflowing).
+    # ``self_ns`` holds min(child, dur) here: negative exactly when one of them is.
+    if int(start.min()) < 0 or int(dur.min()) < 0 or int(self_ns.min()) < 0:
+        keep = (start >= 0) & (dur >= 0) & (self_ns >= 0)
+        n_ok = int(np.count_nonzero(keep))
+        b.skipped += n_events - n_ok
+        if n_ok == 0:
+            return 0
+        for key in ("start", "dur", "self_ns", "name"):
+            col = cols[key]
+            col[lo : lo + n_ok] = col[lo:hi][keep]
+        fl = fl[keep]
+        if np.ndim(lanes):
+            lanes = lanes[keep]
+        n_events, hi = n_ok, lo + n_ok
+        start, dur, self_ns = start[:n_ok], dur[:n_ok], self_ns[:n_ok]
+    np.subtract(dur, self_ns, out=self_ns)
+    np.right_shift(fl, F.DEPTH_SHIFT, out=cols["depth"][lo:hi], casting="unsafe")
+    np.not_equal(fl & F.FLAG_ERROR, 0, out=cols["error"][lo:hi])
+    if out.lanes:
+        b.put("lane", lo, hi, lanes)
+    # The latest end, without int64 overflow: forged durations near 2**63 must not wrap.
+    s_min, s_max = int(start.min()), int(start.max())
+    if s_max <= _INT64_MAX - int(dur.max()):
+        e_max = int((start + dur).max())
+    else:
+        e_max = int((start + np.minimum(dur, _INT64_MAX - start)).max())
+    out.lo = s_min if out.lo is None else min(out.lo, s_min)
+    out.hi = e_max if out.hi is None else max(out.hi, e_max)
+    if anchor:
         # Wall clock: monotonic + (wall - mono) from the header's anchors. A forged start
         # near 2**63 saturates rather than wraps.
-        start_col = b.cols["start"][rows]
-        if anchor > 0:
-            np.minimum(start_col, _INT64_MAX - anchor, out=start_col)
-        start_col += anchor
-        assert lo_start is not None and hi_end is not None
-        b.span(anchor + lo_start, anchor + hi_end)
-    link_parents(b, rows)
+        if anchor > 0 and s_max > _INT64_MAX - anchor:
+            np.minimum(start, _INT64_MAX - anchor, out=start)
+        start += anchor
+    return n_events
 
 
 def _lanes(
-    view: np.ndarray, lane_at: np.ndarray, block_of: np.ndarray, index: dict[int, int]
+    v: np.ndarray, is_lane: np.ndarray, index: dict[int, int], b: Builder, out: _FileRows
 ) -> np.ndarray:
-    """Each slot's lane: the last lane slot before it in its own block, else lane 0.
+    """Each slot's lane (dense number): that of the last lane slot before it in its block,
+    else the lane in force when the chunk began (``out.lane_now``; 0 at a block's start).
 
     Lane ids in the file are opaque u64s; ``index`` numbers them densely for the whole
     file (0 stays 0, the lane of code outside any asyncio task or greenlet).
     """
-    marks = np.flatnonzero(lane_at)
-    uniq, inverse = np.unique(view["start"][marks].view(np.uint64), return_inverse=True)
+    if not out.lanes:
+        # The first lane slot of this file: its rows so far were all in lane 0.
+        b.put("lane", out.first_row, b.n, 0)
+        out.lanes = True
+    lane = np.full(v.shape[0], out.lane_now, dtype=np.int32)
+    marks = np.flatnonzero(is_lane)
+    if marks.size == 0:
+        return lane
+    uniq, inverse = np.unique(v["start"][marks].view(np.uint64), return_inverse=True)
     for raw in uniq.tolist():
         if raw not in index:
             index[raw] = 0 if raw == 0 else len(index) + (0 not in index)
-    dense = np.array([index[raw] for raw in uniq.tolist()], dtype=np.int32)[inverse]
-    # The slot index of the lane slot in force at each slot, if it is in the same block.
-    at = np.full(view.shape[0], -1, dtype=np.int64)
-    at[marks] = marks
+    dense = np.array([index[raw] for raw in uniq.tolist()], dtype=np.int32)[inverse.ravel()]
+    # The lane slot in force at each slot: the last one at or before it.
+    at = np.full(v.shape[0], -1, dtype=np.int64)
+    at[marks] = np.arange(marks.size)
     np.maximum.accumulate(at, out=at)
-    starts = np.flatnonzero(np.r_[True, block_of[1:] != block_of[:-1]])
-    block_first = np.repeat(starts, np.diff(np.r_[starts, block_of.size]))
-    has = at >= block_first
-    lane = np.zeros(view.shape[0], dtype=np.int32)
-    lane[has] = dense[np.searchsorted(marks, at[has])]
+    has = at >= 0
+    lane[has] = dense[at[has]]
     return lane
 
 
-def link_parents(b: Builder, rows: slice) -> None:
-    """Fill ``parent`` for the events of one file, ``rows`` of the builder's columns.
-
-    Within one thread and one lane, events are in the order they closed, so a scope's
-    direct children closed before it and after its previous sibling: the parent of an
-    event at depth ``d`` is the first later event of the same thread and lane at depth
-    ``d - 1``, provided it contains the child in time (a parent that never closed, or
-    was lost, must not adopt its children's later cousins). One vectorised search per
-    nesting level, no loop per event.
-    """
-    depth = b.cols["depth"][rows].astype(np.int64)
-    n = int(depth.size)
-    if n == 0 or int(depth.max()) == 0:
-        return
-    stream = b.cols["thread"][rows].astype(np.int64) * (1 << 31) + b.cols["lane"][rows]
-    if n > 1 and bool(np.any(stream[1:] < stream[:-1])):
-        # Lanes interleave within a thread: group each lane's events, keeping their order.
-        order = np.argsort(stream, kind="stable")
-    else:
-        order = np.arange(n, dtype=np.int64)
-    d_sorted = depth[order]
-    s_sorted = stream[order]
-    start = b.cols["start"][rows][order]
-    end = start + b.cols["dur"][rows][order]
-    by_depth = np.argsort(d_sorted, kind="stable")
-    counts = np.bincount(d_sorted)
-    offsets = np.r_[0, np.cumsum(counts)]
-    parent = b.cols["parent"][rows]
-    base = rows.start
-    for d in np.flatnonzero(counts).tolist():
-        if d == 0 or counts[d - 1] == 0:
-            continue
-        kids = by_depth[offsets[d] : offsets[d + 1]]
-        above = by_depth[offsets[d - 1] : offsets[d]]
-        at = np.searchsorted(above, kids)
-        found = at < above.size
-        cand = above[np.minimum(at, above.size - 1)]
-        found &= s_sorted[cand] == s_sorted[kids]
-        found &= start[cand] <= start[kids] + _NESTING_SLACK_NS
-        found &= end[cand] + _NESTING_SLACK_NS >= end[kids]
-        parent[order[kids[found]]] = order[cand[found]] + base
-
-
-def _map_names(name_raw: np.ndarray, name_ids: dict[int, int]) -> np.ndarray:
-    """File name ids -> global name indices; ``-1`` for an id no metadata entry defines.
+def _map_names(b: Builder, r0: int, r1: int, names: dict[int, str]) -> int:
+    """Rows ``[r0, r1)``: the file's name ids -> indices into ``b.names`` (``-1`` for an id
+    no metadata entry defines); returns how many are undefined.
 
     Ids are 32-bit and come from the file: a dense lookup table is only built when it is
     small (the writer numbers names 0, 1, 2, ...); a forged id like 2**32-1 would otherwise
     make it 32 GiB. Otherwise the ids are looked up in the sorted list of defined ones.
     """
-    if not name_ids:
-        return np.full(name_raw.shape, -1, dtype=np.int64)
-    top = max(name_ids)
-    if top < 4 * len(name_ids) + 1024:
-        lut = np.full(top + 2, -1, dtype=np.int64)
-        for fid, gid in name_ids.items():
-            lut[fid] = gid
-        return lut[np.minimum(name_raw, top + 1).astype(np.int64)]  # type: ignore[no-any-return]
-    keys = np.array(sorted(name_ids), dtype=np.int64)
-    values = np.array([name_ids[k] for k in keys.tolist()], dtype=np.int64)
-    raw = name_raw.astype(np.int64)
-    at = np.minimum(np.searchsorted(keys, raw), keys.size - 1)
-    return np.where(keys[at] == raw, values[at], -1)
+    col = b.column("name")
+    if r1 == r0:
+        return 0
+    if not names:
+        col[r0:r1] = -1
+        return r1 - r0
+    idents = np.fromiter(names.keys(), dtype=np.int64, count=len(names))
+    gids = np.array(b.intern_all(list(names.values())), dtype=np.int32)
+    top = int(idents.max())
+    bad = 0
+    if top < 4 * len(names) + 1024:
+        lut = np.full(top + 2, -1, dtype=np.int32)
+        lut[idents] = gids
+        for lo in range(r0, r1, _MAP_ROWS):
+            part = col[lo : min(lo + _MAP_ROWS, r1)]
+            ids = part.view(np.uint32).astype(np.intp)
+            np.take(lut, ids, out=part, mode="clip")  # ids past the table: its last, -1
+            bad += int(np.count_nonzero(part < 0))
+        return bad
+    order = np.argsort(idents)
+    keys, values = idents[order], gids[order]
+    for lo in range(r0, r1, _MAP_ROWS):
+        part = col[lo : min(lo + _MAP_ROWS, r1)]
+        raw = part.view(np.uint32).astype(np.int64)
+        at = np.minimum(np.searchsorted(keys, raw), keys.size - 1)
+        part[...] = np.where(keys[at] == raw, values[at], -1)
+        bad += int(np.count_nonzero(part < 0))
+    return bad
+
+
+def _drop_undefined(b: Builder, r0: int, r1: int) -> int:
+    """Remove the rows of ``[r0, r1)`` whose name or thread is undefined; rows kept."""
+    keep = b.column("name")[r0:r1] >= 0
+    thread = b.cols["thread"]
+    if thread is not None:
+        keep &= thread[r0:r1] >= 0
+    elif b._const["thread"] == -1:
+        keep[:] = False
+    kept = int(np.count_nonzero(keep))
+    for key, col in b.cols.items():
+        if col is not None and key != "parent":
+            col[r0 : r0 + kept] = col[r0:r1][keep]
+    for key in b.cols:
+        if b.cols[key] is None and b._upto[key] == r1:
+            b._upto[key] = r0 + kept
+    return kept
+
+
+def _span(b: Builder, r0: int, r1: int, anchor: int) -> tuple[int | None, int | None]:
+    """The first start and the last end of rows ``[r0, r1)``, on the monotonic clock
+    (``start`` holds wall-clock times: ``anchor`` is taken off again)."""
+    if r1 == r0:
+        return None, None
+    start = b.column("start")[r0:r1]
+    dur = b.column("dur")[r0:r1]
+    end = start + np.minimum(dur, _INT64_MAX - start)
+    return int(start.min()) - anchor, int(end.max()) - anchor
+
+
+# -- parents ------------------------------------------------------------------------------
+
+# Up to this many nesting levels, each level costs one pass over the file's rows (in
+# cache-sized slices); deeper logs (recursion) sort the rows by depth once instead.
+_PASS_LEVELS = 12
+_SLICE = 1 << 15
+
+
+def link_parents(b: Builder, r0: int, r1: int) -> None:
+    """Fill ``parent`` for the events of one file, rows ``[r0, r1)`` of the columns.
+
+    Within one thread and one lane, events are in the order they closed, so a scope's
+    direct children closed before it and after its previous sibling: the parent of an
+    event at depth ``d`` is the first later event of the same thread and lane at depth
+    ``d - 1``, provided it contains the child in time (a parent that never closed, or
+    was lost, must not adopt its children's later cousins). Rows with no parent get -1.
+    Vectorised per nesting level; no loop per event.
+    """
+    depth = b.column("depth")[r0:r1]
+    n = r1 - r0
+    top = int(depth.max()) if n else 0
+    if top == 0:
+        b.put("parent", r0, r1, -1)
+        return
+    parent = b.column("parent")[r0:r1]
+    parent[...] = -1
+    start = b.column("start")[r0:r1]
+    dur = b.column("dur")[r0:r1]
+    # Which rows may be each other's parent: those of the same thread (rows of a thread
+    # are contiguous) and lane. Unneeded for a file of one thread without lanes.
+    stream: np.ndarray | None = None
+    if b.cols["thread"] is not None:
+        stream = b.cols["thread"][r0:r1]
+    order: np.ndarray | None = None
+    if b.cols["lane"] is not None:
+        thread = b.column("thread")[r0:r1]
+        stream = _stream_key(thread, b.cols["lane"][r0:r1])
+        if n > 1 and bool(np.any(stream[1:] < stream[:-1])):
+            # Lanes (asyncio tasks) interleave within a thread: group each lane's events
+            # together, keeping their order, and search there.
+            order = np.argsort(stream, kind="stable")
+            depth, start, dur, stream = depth[order], start[order], dur[order], stream[order]
+    if top <= _PASS_LEVELS:
+        _link_by_passes(depth, start, dur, stream, top, parent, order, r0)
+    else:
+        _link_by_sorting(depth, start, dur, stream, top, parent, order, r0)
+
+
+def _adopt(
+    kids: np.ndarray,
+    cand: np.ndarray,
+    start: np.ndarray,
+    dur: np.ndarray,
+    stream: np.ndarray | None,
+    parent: np.ndarray,
+    order: np.ndarray | None,
+    base: int,
+) -> None:
+    """Make ``cand`` (rows, or ``len(start)`` for none) the parents of ``kids`` where it is
+    in the same stream and contains the kid in time."""
+    n = start.shape[0]
+    found = cand < n
+    np.minimum(cand, n - 1, out=cand)
+    if stream is not None:
+        found &= stream[cand] == stream[kids]
+    ks, cs = start[kids], start[cand]
+    found &= cs <= ks + _NESTING_SLACK_NS
+    # end(cand) + slack >= end(kid), in a form that cannot overflow for times >= 0 unless
+    # durations are forged near 2**63 (then the answer is merely inexact).
+    cs -= ks
+    cs += dur[cand]
+    cs += _NESTING_SLACK_NS
+    found &= cs >= dur[kids]
+    kids, cand = kids[found], cand[found]
+    if order is not None:
+        kids, cand = order[kids], order[cand]
+    parent[kids] = cand + base
+
+
+def _link_by_passes(
+    depth: np.ndarray,
+    start: np.ndarray,
+    dur: np.ndarray,
+    stream: np.ndarray | None,
+    top: int,
+    parent: np.ndarray,
+    order: np.ndarray | None,
+    base: int,
+) -> None:
+    """The first later row at depth ``d - 1`` of each row at depth ``d``: a running
+    minimum of row numbers from the end, one per level, slice by slice from the last
+    (small temporaries that stay in the cache and are reused, not page-faulted)."""
+    n = depth.shape[0]
+    nxt = np.full(top + 1, n, np.int64)  # per level: the first row at it after the slice
+    rows = np.arange(min(n, _SLICE), dtype=np.int64)
+    for a in range(((n - 1) // _SLICE) * _SLICE, -1, -_SLICE):
+        dep = depth[a : a + _SLICE]
+        here = rows[: dep.shape[0]] + a
+        for d in range(1, top + 1):
+            up = np.where(dep == d - 1, here, nxt[d - 1])
+            np.minimum.accumulate(up[::-1], out=up[::-1])
+            nxt[d - 1] = up[0]
+            kids = np.flatnonzero(dep == d)
+            if kids.size:
+                cand = up[kids]
+                kids += a
+                _adopt(kids, cand, start, dur, stream, parent, order, base)
+
+
+def _link_by_sorting(
+    depth: np.ndarray,
+    start: np.ndarray,
+    dur: np.ndarray,
+    stream: np.ndarray | None,
+    top: int,
+    parent: np.ndarray,
+    order: np.ndarray | None,
+    base: int,
+) -> None:
+    """As ``_link_by_passes``, for deep nesting: the rows sorted by depth once (a radix
+    sort: depths are 16-bit), then one search per level."""
+    by_depth = np.argsort(depth.astype(np.uint16), kind="stable")
+    bounds = np.searchsorted(depth[by_depth], np.arange(top + 2)).tolist()
+    for d in range(1, top + 1):
+        above = by_depth[bounds[d - 1] : bounds[d]]
+        level = by_depth[bounds[d] : bounds[d + 1]]
+        if not (above.size and level.size):
+            continue
+        for i in range(0, level.size, _SLICE):
+            kids = level[i : i + _SLICE]
+            at = np.searchsorted(above, kids)
+            cand = np.where(at < above.size, above[np.minimum(at, above.size - 1)], depth.size)
+            _adopt(kids, cand, start, dur, stream, parent, order, base)
+
+
+def _stream_key(thread: np.ndarray, lane: np.ndarray) -> np.ndarray:
+    """A key per row that orders rows by their thread's place in the file, then lane."""
+    # Rows of one thread are contiguous: number the threads in row order, so that the key
+    # only decreases where lanes interleave.
+    key = np.zeros(thread.shape[0], np.int64)
+    key[1:] = thread[1:] != thread[:-1]
+    np.cumsum(key, out=key)
+    key <<= 32
+    key += lane
+    return key
