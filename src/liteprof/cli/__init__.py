@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .._version import __version__
-from . import diff, report, run
+from . import diff, export, report, run
 from .common import EXIT_ERROR, Parser, UsageError, one_line
 
-COMMANDS: dict[str, ModuleType] = {"run": run, "report": report, "diff": diff}
+COMMANDS: dict[str, ModuleType] = {"run": run, "report": report, "diff": diff, "export": export}
 """Command name -> module with ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)`` and
 ``main(args) -> exit status``."""
 

@@ -12,6 +12,8 @@ import tempfile
 
 from ..log.format import SUFFIX
 from .common import UsageError, one_line
+from .export import add_export_arguments, export
+from .export import check as check_export
 from .report import add_format_arguments, check_output, report
 
 HELP = "run a command with recording on, then print the report"
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary log directory")
     add_format_arguments(parser)
     parser.add_argument("--html", metavar="FILE", help="also write the report as an HTML page")
+    # --export FMT (-o FILE then names the export's file), after the report.
+    add_export_arguments(parser, prefix="run")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
 
@@ -44,7 +48,10 @@ def main(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("run needs a command: liteprof run -- CMD [ARGS...]")
-    check_output(args.format, args.output, args.html)
+    if args.export_format:
+        check_export(args, flag="--export")
+    report_output = None if args.export_format else args.output  # -o: the export's
+    check_output(args.format, report_output, args.html)
     temporary = args.log is None
     log_dir = args.log if args.log else tempfile.mkdtemp(prefix="liteprof-run-")
     env = dict(os.environ)
@@ -66,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
         new = [f for f in _logs_in(log_dir) if f not in earlier]
         if new:
             paths = [log_dir] if not earlier else new
-            report(paths, args.format, args.by, args.output, args.html)
+            report(paths, args.format, args.by, report_output, args.html)
+            if args.export_format:
+                export(paths, args)
         else:
             sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
     except Exception as exc:  # the command's exit status matters more than the report
