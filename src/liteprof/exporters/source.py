@@ -1,12 +1,9 @@
 """Where exporters get their events: whole logs in memory, or chunk by chunk.
 
-``stream`` reads binary logs one chunk at a time (what the reader reads at once: one
-block run of a file, at most 32 MiB of slots), hands each chunk to a callback as an
-``Events`` and keeps nothing, so a streaming exporter's memory does not grow with the
-number of events. It drives the reader's own per-file decoding (``reader._read_binary``
-with a builder that forwards each batch instead of storing it), so the checks, lanes and
-names are exactly those of ``read_logs``; only parent linking, which needs a whole
-file, is left out.
+``stream`` reads binary logs one file at a time and hands each file's events to a
+callback as an ``Events`` (``read_logs`` of that file, so every check, lane and name is
+the reader's), keeping none of them: a streaming exporter holds one file's events at a
+time, not the whole run's.
 
 ``select`` applies a ``Window`` to events read whole, keeping the nesting readable: a
 kept event's parent becomes its nearest kept ancestor.
@@ -24,51 +21,32 @@ from ..log import format as F
 from ..log import reader as R
 from ..log.errors import LogError
 from ..log.events import COLUMNS, Events
-from ..log.scan import read_header
+from ..log.scan import header_never_written
 from .base import Window
 
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-class _Forward(R.Builder):
-    """A reader builder that hands each decoded batch on instead of collecting it."""
-
-    def __init__(self, sink: Callable[[Events], None]) -> None:
-        super().__init__()
-        self.sink = sink
-        self.anchor = 0
-        self.records = 0
-
-    def reserve(self, extra: int) -> None:  # nothing is stored
-        pass
-
-    def add(self, **values: Any) -> None:
-        dur = values["dur"]
-        k = int(dur.shape[0])
-        if k == 0:
-            return
-        cols: dict[str, np.ndarray] = {}
-        for key, dtype in COLUMNS:
-            value = values[key]
-            if isinstance(value, np.ndarray):
-                cols[key] = value.astype(dtype, copy=False)
-            else:
-                cols[key] = np.full(k, value, dtype=dtype)
-        if self.anchor:
-            start = cols["start"]
-            if self.anchor > 0:
-                start = np.minimum(start, _INT64_MAX - self.anchor)
-            cols["start"] = start + self.anchor
-        self.records += k
-        self.sink(_events(self.sources, self.names, self.processes, self.threads, cols))
+def _kind(path: str) -> str:
+    """``"binary"``, ``"unwritten"`` (a ``.lpf`` whose header never got written) or
+    ``"text"``: what the reader takes ``path`` for."""
+    with R._open(path) as fh:
+        try:
+            head = fh.read(len(F.MAGIC))
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {R._reason(exc)}") from None
+    if head == F.MAGIC:
+        return "binary"
+    if path.endswith(F.SUFFIX) and header_never_written(head):
+        return "unwritten"
+    return "text"
 
 
 def binary_files(paths: list[str]) -> list[str]:
     """The log files ``paths`` name; a vLLM text log among them is an error here."""
     files = R.expand_paths(paths)
     for path in files:
-        head = R._read_head(path)
-        if head == F.MAGIC or (path.endswith(F.SUFFIX) and F.MAGIC.startswith(head)):
+        if _kind(path) != "text":
             continue  # a log, or one whose header was never written (skipped, as in reports)
         if path.endswith(F.SUFFIX):
             raise LogError(f"{path}: not a liteprof log")
@@ -80,27 +58,61 @@ def binary_files(paths: list[str]) -> list[str]:
 
 
 def stream(paths: list[str], sink: Callable[[Events], None]) -> Events:
-    """Read the binary logs ``paths`` chunk by chunk into ``sink``.
+    """Read the binary logs ``paths`` one file at a time into ``sink``.
 
-    Returns an ``Events`` without rows that holds what was learnt on the way: the name,
-    process and thread tables, ``skipped``, ``first_ns`` and ``last_ns``.
+    Each chunk is one file's events as ``read_logs`` gives them, renumbered into the
+    name, process and thread tables of all files so far (which only grow). Returns an
+    ``Events`` without rows holding those tables, ``skipped``, ``first_ns`` and
+    ``last_ns``.
     """
-    builder = _Forward(sink)
-    builder.sources = [os.fspath(p) for p in paths]
-    for path in binary_files(builder.sources):
-        if R._read_head(path) != F.MAGIC:
-            builder.skipped += 1  # a log whose header was never written (see read_logs)
+    sources = [os.fspath(p) for p in paths]
+    names: list[str] = []
+    index: dict[str, int] = {}
+    processes: list[dict[str, Any]] = []
+    threads: list[dict[str, Any]] = []
+    skipped = 0
+    first: int | None = None
+    last: int | None = None
+    seen: set[tuple[int, int]] = set()
+    for path in binary_files(sources):
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in seen:
+            continue  # named twice (a directory and a file in it): read once
+        seen.add((st.st_dev, st.st_ino))
+        one = R.read_logs([path])
+        skipped += one.skipped
+        if one.first_ns is not None:
+            first = one.first_ns if first is None else min(first, one.first_ns)
+        if one.last_ns is not None:
+            last = one.last_ns if last is None else max(last, one.last_ns)
+        lut = np.empty(len(one.names), np.int32)
+        for i, name in enumerate(one.names):
+            found = index.get(name)
+            if found is None:
+                found = index[name] = len(names)
+                names.append(name)
+            lut[i] = found
+        proc_base, thread_base = len(processes), len(threads)
+        processes.extend(one.processes)
+        threads.extend(dict(t, proc=int(t["proc"]) + proc_base) for t in one.threads)
+        if one.records == 0:
             continue
-        try:
-            with open(path, "rb") as fh:
-                anchor = read_header(fh, path).wall_of(0)
-        except OSError as exc:
-            raise LogError(f"cannot read {path}: {exc.strerror}") from None
-        builder.anchor = anchor or 0
-        R._read_binary(path, builder)
+        cols = {
+            "name": lut[one.name],
+            "start": one.start,
+            "dur": one.dur,
+            "self_ns": one.self_ns,
+            "depth": one.depth,
+            "error": one.error,
+            "proc": np.asarray(one.proc, np.int32) + proc_base,
+            "thread": np.asarray(one.thread, np.int32) + thread_base,
+            "lane": np.asarray(one.lane),
+            "parent": one.parent,
+        }
+        sink(_events(sources, names, processes, threads, cols))
     empty = {key: np.zeros(0, dtype) for key, dtype in COLUMNS}
-    out = _events(builder.sources, builder.names, builder.processes, builder.threads, empty)
-    out.skipped, out.first_ns, out.last_ns = builder.skipped, builder.first, builder.last
+    out = _events(sources, names, processes, threads, empty)
+    out.skipped, out.first_ns, out.last_ns = skipped, first, last
     return out
 
 
