@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import liteprof
 from liteprof.analysis.diff import build_diff, regressions
 from liteprof.analysis.report import build_report
 from liteprof.analysis.stats import (
@@ -646,3 +647,50 @@ def test_properties(base: dict[str, list[int]], new: dict[str, list[int]]) -> No
     json.loads(render(forward, "json", "diff"))
     for fmt in ("plain", "markdown"):
         render(forward, fmt, "diff")
+
+
+# -- issue 10, item 9: exact sums, valid JSON on any stdout -------------------------------
+
+
+def test_totals_are_exact_beyond_int64(tmp_path: Any) -> None:
+    """16 events of 9e17 ns: 1.44e19, past int64's 9.2e18, where a numpy sum wraps."""
+    big = 900_000_000_000_000_000
+    assert int(np.full(16, big, np.int64).sum()) != 16 * big  # what the diff must not do
+    diff = build_diff(make_events({"Big:x": [big] * 16}), make_events({"Big:x": [big] * 15 + [1]}))
+    (row,) = diff["scopes"]
+    assert row["base"] is not None and row["new"] is not None
+    assert row["base"]["total_ns"] == 16 * big and row["base"]["mean_ns"] == float(big)
+    assert row["new"]["total_ns"] == 15 * big + 1
+    base, new = tmp_path / "base.log", tmp_path / "new.log"
+    base.write_text(f"Big:x|{big}\n" * 16, encoding="utf-8")
+    new.write_text(f"Big:x|{big}\n" * 16 + "Big:x|1\n", encoding="utf-8")
+    (side,) = [r for r in diff_json(str(base), str(new))["scopes"]]
+    assert (side["base"]["total_ns"], side["new"]["total_ns"]) == (16 * big, 16 * big + 1)
+
+
+@pytest.mark.usefixtures("backend")
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "utf-8"])
+def test_diff_json_is_valid_whatever_stdout_encoding(tmp_path: Any, encoding: str) -> None:
+    names = ["café ☕", "lone \udc80 surrogate", 'quote " and \\ and %d', "plain"]
+    runs = []
+    for run in ("base", "new"):
+        log = str(tmp_path / run)
+        liteprof.enable(log)
+        for _ in range(3):
+            for name in names:
+                with liteprof.scope(name):
+                    pass
+        liteprof.disable()
+        runs.append(log)
+    proc = subprocess.run(
+        [sys.executable, "-m", "liteprof", "diff", *runs, "--format", "json"],
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    if encoding != "utf-8":
+        proc.stdout.decode("ascii")  # JSON is UTF-8: ASCII where stdout takes no more
+    diff = json.loads(proc.stdout.decode("utf-8"))
+    assert sorted(r["name"] for r in diff["scopes"]) == sorted(names)
+    assert all(r["base"]["count"] == r["new"]["count"] == 3 for r in diff["scopes"])

@@ -1,7 +1,8 @@
 """``liteprof diff``: how one run differs from another, scope by scope, with a noise check.
 
-The result is the JSON diff object of ``SPEC.md`` (``liteprof diff --format json``);
-``renderers/diff.py`` draws it for people. The statistical method, and why, is in
+The result is the ``Diff`` of ``types.py``, the JSON diff object of ``SPEC.md``
+(``liteprof diff --format json``, fields in ``docs/REPORT.md``); the renderers draw it for
+people. The statistical method, and why, is in
 ``docs/DIFF.md``: a scope is "same" unless a Mann-Whitney U test is significant, the
 change of the mean exceeds the threshold, and a confidence interval of the ratio of the
 means (or the medians) agrees. Everything is deterministic.
@@ -16,7 +17,6 @@ ties by name.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .stats import (
     percentile_rank,
     thin,
 )
+from .types import Diff, DiffRow, DiffSide
 
 MIN_EVENTS = 2
 TEST_NAME = "mann-whitney-u"
@@ -56,7 +57,7 @@ def scope_durations(ev: Events) -> dict[str, IntArray]:
     return out
 
 
-def _stats(durations: IntArray) -> dict[str, Any]:
+def _stats(durations: IntArray) -> DiffSide:
     """SPEC's per-run statistics of one scope; ``durations`` sorted and not empty."""
     n = int(durations.size)
     total = exact_sum(durations)
@@ -89,7 +90,7 @@ def _verdict(
     return "same"
 
 
-def _compare(name: str, base: IntArray, new: IntArray, threshold: float) -> dict[str, Any]:
+def _compare(name: str, base: IntArray, new: IntArray, threshold: float) -> DiffRow:
     """The diff entry of a scope present in both runs."""
     bstats, nstats = _stats(base), _stats(new)
     bmean, nmean = bstats["mean_ns"], nstats["mean_ns"]
@@ -119,7 +120,7 @@ def _compare(name: str, base: IntArray, new: IntArray, threshold: float) -> dict
     }
 
 
-def _sort_key(row: dict[str, Any]) -> tuple[int, float, str]:
+def _sort_key(row: DiffRow) -> tuple[int, float, str]:
     verdict = row["verdict"]
     if verdict == "added":
         return 1, 0.0, row["name"]
@@ -129,7 +130,7 @@ def _sort_key(row: dict[str, Any]) -> tuple[int, float, str]:
     return 0, (-math.inf if change is None else -abs(change)), row["name"]
 
 
-def build_diff(base: Events, new: Events, *, threshold: float = 5.0) -> dict[str, Any]:
+def build_diff(base: Events, new: Events, *, threshold: float = 5.0) -> Diff:
     """The JSON diff object of SPEC.md: how ``new`` differs from ``base``, per scope.
 
     ``threshold`` is the smallest relative change of the mean, in percent, that can make
@@ -139,7 +140,7 @@ def build_diff(base: Events, new: Events, *, threshold: float = 5.0) -> dict[str
         raise ValueError(f"threshold must be a finite percentage >= 0, not {threshold!r}")
     before = scope_durations(base)
     after = scope_durations(new)
-    rows: list[dict[str, Any]] = []
+    rows: list[DiffRow] = []
     for name, durations in before.items():
         other = after.get(name)
         if other is None:
@@ -180,7 +181,7 @@ def build_diff(base: Events, new: Events, *, threshold: float = 5.0) -> dict[str
     }
 
 
-def regressions(diff: dict[str, Any], fail_above_pct: float) -> list[str]:
+def regressions(diff: Diff, fail_above_pct: float) -> list[str]:
     """Names of the scopes that are "slower" by more than ``fail_above_pct`` percent.
 
     A "slower" scope whose change is undefined (a base mean of 0) exceeds every limit.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+import codecs
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from ..analysis.types import Result
 
 EXIT_ERROR = 2
 
@@ -64,12 +67,57 @@ def emit(text: str, ascii_text: Callable[[], str] | None = None) -> None:
     buffer.flush()
 
 
-def emit_rendered(data: dict[str, Any], fmt: str, kind: str) -> None:
-    """Render a report or diff object and write it; JSON falls back to ASCII escapes."""
-    from ..renderers import render
+def stdout_encoding() -> str:
+    return getattr(sys.stdout, "encoding", None) or "utf-8"
 
-    fallback = (lambda: json.dumps(data, indent=2)) if fmt == "json" else None
-    emit(render(data, fmt, kind), fallback)
+
+def emit_chunks(
+    chunks: Iterable[str], errors: str = "backslashreplace", encoding: str | None = None
+) -> None:
+    """Write the pieces of one text to stdout as they come, then a newline if the text
+    did not end with one.
+
+    The text is encoded with ``encoding`` (default: stdout's). A character that it
+    cannot take (a lone surrogate: any, in UTF-8) goes through the error handler
+    ``errors``: backslash escapes for text for people, JSON's ``\\uXXXX`` escapes for
+    JSON (``renderers.json.JSON_ERRORS``), which every JSON reader decodes to the same
+    strings.
+    """
+    encoding = encoding or stdout_encoding()
+    encoder = codecs.getincrementalencoder(encoding)(errors)
+    buffer = getattr(sys.stdout, "buffer", None)
+    sys.stdout.flush()
+
+    def write(data: bytes) -> None:
+        if buffer is None:  # stdout replaced by a text-only stream
+            sys.stdout.write(data.decode(encoding))
+        else:
+            buffer.write(data)
+
+    last = ""
+    for chunk in chunks:
+        if chunk:
+            write(encoder.encode(chunk))
+            last = chunk
+    write(encoder.encode("" if last.endswith("\n") else "\n", final=True))
+    (sys.stdout if buffer is None else buffer).flush()
+
+
+def emit_rendered(data: Result, fmt: str, kind: str) -> None:
+    """Render a report or diff object and write it as it is rendered."""
+    from ..renderers import renderer
+    from ..renderers.json import JSON_ERRORS
+
+    try:
+        chosen = renderer(fmt, kind)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if fmt != "json":
+        emit_chunks(chosen.stream(data, kind))
+        return
+    # JSON is UTF-8 (RFC 8259): on any other stdout, ASCII with escapes, valid in both.
+    utf8 = codecs.lookup(stdout_encoding()).name == "utf-8"
+    emit_chunks(chosen.stream(data, kind), JSON_ERRORS, "utf-8" if utf8 else "ascii")
 
 
 def require_numpy() -> None:

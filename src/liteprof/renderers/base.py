@@ -7,23 +7,32 @@ names happens here (``one_line``) and, for markup, in each renderer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from ..analysis.types import Result
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class Renderer:
-    """Formats an analysis result (a report or a diff object) as text.
+    """Formats an analysis result as text: a ``Report`` (kind ``"report"``, or
+    ``"tree"`` for its call tree) or a ``Diff`` (kind ``"diff"``), the typed objects of
+    ``docs/REPORT.md``.
 
-    ``kinds`` says which results a renderer draws; ``render`` gets the JSON-able object
-    of ``docs/REPORT.md``.
+    ``kinds`` says which of these a renderer draws. ``render`` gives the whole text;
+    ``stream`` the same text in pieces, for output too large to hold as one string (the
+    default yields ``render``'s text).
     """
 
     kinds: ClassVar[frozenset[str]] = frozenset({"report"})
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         raise NotImplementedError
+
+    def stream(self, data: Result, kind: str = "report") -> Iterator[str]:
+        yield self.render(data, kind)
 
 
 @dataclass

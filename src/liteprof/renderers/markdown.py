@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from ..analysis.types import Result
 from .base import Renderer, one_line
 from .sections import document
 
@@ -14,20 +15,27 @@ def md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "\\`")
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(
+    headers: list[str], rows: list[list[str]], indent: list[int] | None = None
+) -> list[str]:
+    """A table; ``indent`` gives each row's nesting level, drawn before its first cell
+    as non-breaking spaces (markdown would swallow ordinary leading ones)."""
     lines = [
         "| " + " | ".join(headers) + " |",
         "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(headers))) + "|",
     ]
-    for cells in rows:
-        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    for i, cells in enumerate(rows):
+        texts = [md_cell(c) for c in cells]
+        if indent and i < len(indent) and texts:
+            texts[0] = "\u00a0\u00a0" * indent[i] + texts[0]
+        lines.append("| " + " | ".join(texts) + " |")
     return lines
 
 
 class MarkdownRenderer(Renderer):
-    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "tree", "diff"})
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         doc = document(data, kind)
         out = [f"# {doc.heading}", ""]
         out += [md_cell(line) + "  " for line in doc.summary]
@@ -35,12 +43,5 @@ class MarkdownRenderer(Renderer):
             out.append("")
             if section.title:
                 out += [f"## {md_cell(section.title)}", ""]
-            rows = section.rows
-            if section.indent:
-                # Non-breaking spaces: markdown would swallow ordinary leading ones.
-                rows = [
-                    ["\u00a0\u00a0" * level + cells[0], *cells[1:]]
-                    for level, cells in zip(section.indent, rows)
-                ]
-            out += md_table(section.headers, rows)
+            out += md_table(section.headers, section.rows, section.indent)
         return "\n".join(out)

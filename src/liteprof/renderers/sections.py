@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
+from ..analysis.types import (
+    CrossProcessRow,
+    Diff,
+    DiffRow,
+    DiffSide,
+    GroupRow,
+    Report,
+    Result,
+    ScopeRow,
+    TreeNode,
+)
 from .base import (
     Document,
     Section,
@@ -42,10 +54,12 @@ DIFF_HEADERS = [
     "Verdict",
 ]
 
+TREE_HEADERS = ["Scope", "Count", "Errors", "Total (s)", "Self (s)", "p50", "p99"]
+
 VERDICTS = ("slower", "faster", "same", "added", "removed")
 
 
-def row_label(row: dict[str, Any]) -> str:
+def row_label(row: Mapping[str, Any]) -> str:
     """Extra identity of a ``--by process|thread`` row."""
     parts = []
     if "pid" in row:
@@ -56,7 +70,7 @@ def row_label(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def scope_cells(row: dict[str, Any]) -> list[str]:
+def scope_cells(row: ScopeRow) -> list[str]:
     name = one_line(row["name"])
     label = row_label(row)
     if label:
@@ -76,7 +90,7 @@ def scope_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def report_summary(report: dict[str, Any]) -> list[str]:
+def report_summary(report: Report) -> list[str]:
     wall = report.get("wall_ns")
     return [
         f"liteprof {report.get('liteprof_version', '')} report: "
@@ -86,13 +100,59 @@ def report_summary(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def slowest(entry: dict[str, Any]) -> str:
+def slowest(entry: CrossProcessRow) -> str:
     s = entry["slowest"]
     rank = "" if s.get("rank") is None else f" rank {s['rank']}"
     return f"{s.get('name')} (pid {s.get('pid')}{rank})"
 
 
-def report_document(report: dict[str, Any]) -> Document:
+def group_section(group: GroupRow) -> Section:
+    """One group's table: its scopes nested under their parents, then the total."""
+    rows: list[list[str]] = []
+    indent: list[int] = []
+    level: dict[str, int] = {}
+    for s in group["scopes"]:
+        # Depth first: a scope's parent was met before it.
+        parent = s["parent"]
+        depth = level.get(parent, -1) + 1 if parent is not None else 0
+        level[s["name"]] = depth
+        rows.append([one_line(s["name"]), fmt_seconds(s["total_ns"]), fmt_percent(s["share"])])
+        indent.append(depth)
+    rows.append(["TOTAL", fmt_seconds(group["total_ns"]), "100.00%"])
+    indent.append(0)
+    return Section(
+        f"Group {one_line(group['group'])}",
+        ["Scope", "Seconds", "% of group"],
+        rows,
+        indent=indent,
+    )
+
+
+def tree_cells(node: TreeNode) -> list[str]:
+    return [
+        one_line(node["name"]),
+        str(node["count"]),
+        str(node["errors"]),
+        fmt_seconds(node["total_ns"]),
+        fmt_seconds(node["self_ns"]),
+        fmt_duration(node["p50_ns"]),
+        fmt_duration(node["p99_ns"]),
+    ]
+
+
+def tree_document(report: Report) -> Document:
+    """The call tree as one indented table."""
+    nodes = list(report["tree"])
+    section = Section(
+        "Call tree (depth first, children by total)",
+        TREE_HEADERS,
+        [tree_cells(n) for n in nodes],
+        indent=[n["depth"] for n in nodes],
+    )
+    return Document("liteprof call tree", report_summary(report), [section])
+
+
+def report_document(report: Report) -> Document:
     """The report's tables: scopes, one per group, processes, across processes."""
     out = [
         Section(
@@ -101,15 +161,7 @@ def report_document(report: dict[str, Any]) -> Document:
             [scope_cells(r) for r in report["scopes"]],
         )
     ]
-    for group in report["groups"]:
-        rows = [
-            [one_line(s["name"]), fmt_seconds(s["total_ns"]), fmt_percent(s["share"])]
-            for s in group["scopes"]
-        ]
-        rows.append(["TOTAL", fmt_seconds(group["total_ns"]), "100.00%"])
-        out.append(
-            Section(f"Group {one_line(group['group'])}", ["Scope", "Seconds", "% of group"], rows)
-        )
+    out += [group_section(g) for g in report["groups"]]
     if len(report.get("processes", [])) > 1:
         out.append(
             Section(
@@ -149,14 +201,14 @@ def report_document(report: dict[str, Any]) -> Document:
     return Document("liteprof report", report_summary(report), out)
 
 
-def diff_cells(row: dict[str, Any]) -> list[str]:
+def diff_cells(row: DiffRow) -> list[str]:
     b, n = row["base"], row["new"]
 
-    def count(side: dict[str, Any] | None) -> str:
+    def count(side: DiffSide | None) -> str:
         return "-" if side is None else str(side["count"])
 
-    def dur(side: dict[str, Any] | None, key: str) -> str:
-        return "-" if side is None else fmt_duration(side[key])
+    def dur(side: DiffSide | None, key: str) -> str:
+        return "-" if side is None else fmt_duration(cast("dict[str, int]", side)[key])
 
     return [
         one_line(row["name"]),
@@ -173,7 +225,7 @@ def diff_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def diff_summary(diff: dict[str, Any]) -> list[str]:
+def diff_summary(diff: Diff) -> list[str]:
     """The verdict counts and the settings, then the sources of both runs."""
     counts = {v: 0 for v in VERDICTS}
     for row in diff["scopes"]:
@@ -191,7 +243,7 @@ def diff_summary(diff: dict[str, Any]) -> list[str]:
     ]
 
 
-def diff_document(diff: dict[str, Any]) -> Document:
+def diff_document(diff: Diff) -> Document:
     rows = diff["scopes"]
     table = Section(
         "",
@@ -202,8 +254,11 @@ def diff_document(diff: dict[str, Any]) -> Document:
     return Document("liteprof diff", diff_summary(diff), [table])
 
 
-def document(data: dict[str, Any], kind: str) -> Document:
-    """The ``Document`` of a report or diff object."""
+def document(data: Result, kind: str) -> Document:
+    """The ``Document`` of a report (kind ``"report"``), its call tree (``"tree"``) or a
+    diff (``"diff"``)."""
     if kind == "diff":
-        return diff_document(data)
-    return report_document(data)
+        return diff_document(cast(Diff, data))
+    if kind == "tree":
+        return tree_document(cast(Report, data))
+    return report_document(cast(Report, data))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from ..analysis.types import Result
 from .base import Renderer, Section, shorten
 from .sections import document
 
@@ -39,9 +40,9 @@ def _first_cells(section: Section, width: int) -> list[list[str]]:
 
 
 class PlainTableRenderer(Renderer):
-    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "tree", "diff"})
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         doc = document(data, kind)
         out = list(doc.summary)
         for section in doc.sections:
@@ -53,9 +54,9 @@ class PlainTableRenderer(Renderer):
 
 
 class RichTableRenderer(Renderer):
-    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "tree", "diff"})
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
@@ -90,9 +91,9 @@ class RichTableRenderer(Renderer):
 class TableRenderer(Renderer):
     """Rich when writing to a terminal and rich is installed; plain text otherwise."""
 
-    kinds: ClassVar[frozenset[str]] = frozenset({"report", "diff"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"report", "tree", "diff"})
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         if sys.stdout.isatty():
             try:
                 import rich  # noqa: F401
