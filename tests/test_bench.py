@@ -19,7 +19,15 @@ README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "READ
 
 
 def test_every_suite_follows_the_interface() -> None:
-    assert list(SUITES) == ["never", "hotpath", "asyncio", "threads", "reader", "startup"]
+    assert list(SUITES) == [
+        "never",
+        "hotpath",
+        "asyncio",
+        "threads",
+        "reader",
+        "names",
+        "startup",
+    ]
     for position, (name, module) in enumerate(SUITES.items()):
         assert module.NAME == name and module.__name__ == f"bench.suites.{name}"
         assert isinstance(module.TITLE, str) and module.TITLE
@@ -33,7 +41,7 @@ def test_selection_pulls_in_needs_and_drops_a_suite_whose_need_is_skipped() -> N
     assert runner.select([], []) == (list(SUITES), [])
     assert runner.select(["asyncio"], []) == (["hotpath", "asyncio"], [])
     names, notes = runner.select([], ["hotpath"])
-    assert names == ["never", "threads", "reader", "startup"]
+    assert names == ["never", "threads", "reader", "names", "startup"]
     assert notes == [
         "hotpath skipped (--skip)",
         "asyncio skipped: it needs hotpath, which is skipped",

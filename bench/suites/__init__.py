@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, hotpath, never, reader, startup, threads
+from . import asyncio, hotpath, names, never, reader, startup, threads
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -42,6 +42,7 @@ SUITES: dict[str, ModuleType] = {
         asyncio,
         threads,
         reader,
+        names,
         startup,
     )
 }

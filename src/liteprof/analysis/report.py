@@ -196,7 +196,7 @@ class _Analysis:
             idx = name_index[a:b]
             at = _lister(stat_row[a:b])
             count, total = at(table.count), at(table.total)
-            cols = [
+            cols: list[list[Any]] = [
                 _pick(names, idx),
                 [group_names[g] if g >= 0 else None for g in group_of_name[idx].tolist()],
                 count,

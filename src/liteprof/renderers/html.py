@@ -24,6 +24,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._version import __version__
+from ..analysis.types import Result
 from .base import Renderer, fmt_change, fmt_duration, fmt_seconds, one_line
 
 if TYPE_CHECKING:
@@ -395,7 +396,7 @@ class HtmlRenderer(Renderer):
         self.base = base
         self.new = new
 
-    def render(self, data: dict[str, Any], kind: str = "report") -> str:
+    def render(self, data: Result, kind: str = "report") -> str:
         plotly_js()  # fail before any work when the extra is missing
         if kind == "diff":
             return self._diff(data)
@@ -589,7 +590,7 @@ class HtmlRenderer(Renderer):
 
 
 def render_html(
-    data: dict[str, Any],
+    data: Result,
     kind: str,
     *,
     events: Events | None = None,
