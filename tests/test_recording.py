@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,6 +218,195 @@ def test_asyncio_tasks_do_not_nest_into_each_other(logdir: str) -> None:
         rows["Task:Outer"]["total_ns"] - rows["Task:Inner"]["total_ns"]
     )
     assert rows["Task:Inner"]["self_ns"] == rows["Task:Inner"]["total_ns"]
+
+
+def nesting(logdir: str) -> list[tuple[str, str | None, int]]:
+    """(name, parent's name, lane) of every event, as the reader links them."""
+    from liteprof.log.reader import read_logs
+
+    ev = read_logs([logdir])
+    names = [ev.names[i] for i in ev.name.tolist()]
+    return [
+        (names[i], names[p] if p >= 0 else None, lane)
+        for i, (p, lane) in enumerate(zip(ev.parent.tolist(), ev.lane.tolist()))
+    ]
+
+
+def lane_slots(logdir: str) -> int:
+    """How many lane slots the logs under ``logdir`` hold (straight from the bytes)."""
+    from liteprof.log import format as F
+
+    count = 0
+    for path in log_files(logdir):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        pos = F.HEADER_SIZE
+        while pos + F.SLOT_SIZE <= len(data):
+            magic, owner, size, _seq = F.BLOCK_STRUCT.unpack_from(data, pos)
+            if magic != F.BLOCK_MAGIC or size <= 0:
+                break
+            if owner < F.PAD_OWNER:
+                for off in range(pos + F.SLOT_SIZE, min(pos + size, len(data)), F.SLOT_SIZE):
+                    count += data[off + 28] == F.KIND_LANE
+            pos += size
+    return count
+
+
+def test_interleaved_tasks_each_nest_in_their_own_lane(logdir: str) -> None:
+    async def task(i: int) -> None:
+        with liteprof.scope(f"Task{i}:Outer"):
+            for _ in range(3):
+                await asyncio.sleep(0)
+                with liteprof.scope(f"Task{i}:Inner"):
+                    await asyncio.sleep(0)
+
+    async def main() -> None:
+        with liteprof.scope("Main"):
+            await asyncio.gather(*(task(i) for i in range(5)))
+
+    liteprof.enable(logdir)
+    asyncio.run(main())
+    liteprof.disable()
+    events = nesting(logdir)
+    for name, parent, _lane in events:
+        if name.endswith(":Inner"):
+            assert parent == name.replace(":Inner", ":Outer")
+        else:
+            assert parent is None, (name, parent)  # tasks do not nest into Main's task
+    lanes = {name.split(":")[0]: lane for name, _p, lane in events}
+    assert len(set(lanes.values())) == 6 and 0 not in lanes.values()
+
+
+def test_greenlets_each_nest_in_their_own_lane(logdir: str) -> None:
+    greenlet = pytest.importorskip("greenlet")
+    main = greenlet.getcurrent()
+
+    def body(i: int) -> None:
+        with liteprof.scope(f"G{i}:Outer"):
+            for _ in range(3):
+                with liteprof.scope(f"G{i}:Inner"):
+                    main.switch()
+
+    liteprof.enable(logdir)
+    with liteprof.scope("Main:Loop"):
+        gs = [greenlet.greenlet(body) for _ in range(4)]
+        while not all(g.dead for g in gs):
+            for i, g in enumerate(gs):
+                if not g.dead:
+                    g.switch(i)
+                    with liteprof.scope("Main:Step"):  # in the main greenlet: lane 0
+                        pass
+    liteprof.disable()
+    events = nesting(logdir)
+    assert len(events) == 4 * 4 + 4 * 4 + 1
+    for name, parent, lane in events:
+        if name.startswith("Main:"):
+            assert lane == 0 and parent == (None if name == "Main:Loop" else "Main:Loop")
+        elif name.endswith(":Inner"):
+            assert lane != 0 and parent == name.replace(":Inner", ":Outer")
+        else:
+            assert lane != 0 and parent is None
+    rows = scopes_by_name(read(logdir))
+    # Self time: each outer loses exactly its own inners (nesting across greenlets would
+    # take more).
+    for i in range(4):
+        outer, inner = rows[f"G{i}:Outer"], rows[f"G{i}:Inner"]
+        assert outer["self_ns"] == outer["total_ns"] - inner["total_ns"]
+
+
+def test_context_run_nests_in_the_lane_that_runs_it(logdir: str) -> None:
+    import contextvars
+
+    def work() -> None:
+        with liteprof.scope("Run:Inner"):
+            pass
+
+    async def task() -> None:
+        with liteprof.scope("Task:Outer"):
+            contextvars.copy_context().run(work)
+            await asyncio.sleep(0)
+            contextvars.copy_context().run(work)
+
+    liteprof.enable(logdir)
+    ctx = contextvars.copy_context()
+    with liteprof.scope("Sync:Outer"):
+        ctx.run(work)
+        ctx.run(work)  # the same context again
+    asyncio.run(task())
+    with liteprof.scope("Sync:Again"):
+        ctx.run(work)  # run before in lane 0, now again in lane 0
+    liteprof.disable()
+    parents = [(n, p) for n, p, _lane in nesting(logdir) if n == "Run:Inner"]
+    assert parents == [("Run:Inner", "Sync:Outer")] * 2 + [("Run:Inner", "Task:Outer")] * 2 + [
+        ("Run:Inner", "Sync:Again")
+    ]
+
+
+def test_code_outside_tasks_and_greenlets_writes_no_lane_slot(logdir: str) -> None:
+    pytest.importorskip("greenlet")  # imported: lanes are looked for, and none found
+    liteprof.enable(logdir)
+    for _ in range(2000):  # several blocks
+        with liteprof.scope("Sync:Outer"):
+            with liteprof.Scope("Sync:Inner"):
+                pass
+    liteprof.disable()
+    assert lane_slots(logdir) == 0
+    assert {lane for _n, _p, lane in nesting(logdir)} == {0}
+
+
+def test_a_scope_costs_no_lane_slot_per_event_in_one_task(logdir: str) -> None:
+    async def main() -> None:
+        for _ in range(100):  # all in the thread's first block
+            with liteprof.scope("Flat"):
+                pass
+
+    liteprof.enable(logdir)
+    asyncio.run(main())
+    liteprof.disable()
+    assert lane_slots(logdir) == 1  # the task's lane, set once in the block
+
+
+def test_finished_tasks_leave_no_lane_behind(logdir: str) -> None:
+    """10,000 tasks waiting inside scopes, then done: their lanes are forgotten, the tasks
+    are not kept alive, and every event is there."""
+    import gc
+    import weakref
+
+    from liteprof.record import backend
+
+    refs: list[weakref.ref[Any]] = []
+
+    async def waiter(gate: asyncio.Event) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        refs.append(weakref.ref(task))
+        with liteprof.scope("Wait"):
+            await gate.wait()
+            with liteprof.scope("Wait:Done"):
+                pass
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        tasks = [asyncio.ensure_future(waiter(gate)) for _ in range(10_000)]
+        await asyncio.sleep(0)
+        for _ in range(100):
+            with liteprof.scope("Hot"):
+                pass
+        gate.set()
+        await asyncio.gather(*tasks)
+
+    liteprof.enable(logdir)
+    asyncio.run(main())
+    with liteprof.scope("After"):  # in lane 0 again: the last task's lane goes too
+        pass
+    stats = backend.current._stats()  # type: ignore[attr-defined]
+    liteprof.disable()
+    gc.collect()
+    assert stats["lanes"] == 0 and stats["frames"] == 0
+    assert sum(r() is not None for r in refs) == 0
+    rows = scopes_by_name(read(logdir))
+    assert rows["Wait"]["count"] == rows["Wait:Done"]["count"] == 10_000
+    assert rows["Wait"]["self_ns"] == rows["Wait"]["total_ns"] - rows["Wait:Done"]["total_ns"]
 
 
 def test_generator_suspended_inside_a_scope(logdir: str) -> None:

@@ -26,9 +26,9 @@ mono_ns(void)
  * time with an invariant TSC (its clocksource is "tsc"), raw TSC readings, which cost a
  * third of a vDSO clock_gettime (about 10 vs 23 ns here) and every event needs two.
  * Ticks become nanoseconds with a 32.32 fixed-point factor calibrated against
- * CLOCK_MONOTONIC when recording starts and refined at every new block, so start times
- * stay on the CLOCK_MONOTONIC timeline that the log header's anchors and the pure-Python
- * twin (time.perf_counter_ns) use. LITEPROF_NO_TSC=1 turns the TSC off. */
+ * CLOCK_MONOTONIC from when recording first starts and refined at every new block, so
+ * start times stay on the CLOCK_MONOTONIC timeline that the log header's anchors and the
+ * pure-Python twin (time.perf_counter_ns) use. LITEPROF_NO_TSC=1 turns the TSC off. */
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #include <x86intrin.h>
@@ -72,29 +72,12 @@ tsc_to_ns(uint64_t ticks)
     return (int64_t)(((unsigned __int128)ticks * g_tsc_mult) >> 32);
 }
 
-/* Measure ns per tick over `spin_ns` (start) or since the first calibration (refine),
- * and move the base to now. */
+/* Measure ns per tick since the calibration anchor and move the base to now. */
 static void
-tsc_calibrate(int refine)
+tsc_calibrate(void)
 {
-    int64_t n0, n1;
-    uint64_t t0, t1;
-    if (refine) {
-        n0 = g_tsc_cal_ns;
-        t0 = g_tsc_cal;
-        n1 = mono_ns();
-        t1 = __rdtsc();
-    }
-    else {
-        n0 = mono_ns();
-        t0 = __rdtsc();
-        do {
-            n1 = mono_ns();
-            t1 = __rdtsc();
-        } while (n1 - n0 < 2000000); /* 2 ms: the factor is good to ~1e-5 at once */
-        g_tsc_cal = t0;
-        g_tsc_cal_ns = n0;
-    }
+    int64_t n0 = g_tsc_cal_ns, n1 = mono_ns();
+    uint64_t t0 = g_tsc_cal, t1 = __rdtsc();
     if (t1 <= t0 || n1 <= n0) {
         g_tsc = 0; /* the TSC went backwards or stood still: not to be trusted */
         return;
@@ -103,20 +86,59 @@ tsc_calibrate(int refine)
     g_tsc_base = t1;
     g_tsc_base_ns = n1;
 }
+static int g_tsc_pending = 0; /* a calibration anchor is taken; the factor is not known yet */
 #endif
 
-/* Recording starts: choose the clock. Only called when no frame of the new epoch exists
- * yet, so ticks of both kinds never meet. */
+/* Recording starts: choose the clock. The first calibration of a process does not wait:
+ * it takes an anchor (a TSC and a CLOCK_MONOTONIC reading) and frames hold CLOCK_MONOTONIC
+ * ns until clock_tick() finds 2 ms passed since it, at a new block, and switches to the
+ * TSC. Frames remember which clock they were entered with, so a scope open across the
+ * switch is still timed right. Later starts (and forked children) use the factor at once. */
 static void
 clock_start(void)
 {
     g_tsc = 0;
 #ifdef HAVE_TSC
-    if (tsc_allowed()) {
+    if (!tsc_allowed())
+        return;
+    if (g_tsc_mult != 0) {
         g_tsc = 1;
-        /* Once per process (a forked child inherits it): later starts only refine. */
-        tsc_calibrate(g_tsc_mult != 0);
+        tsc_calibrate();
     }
+    else if (!g_tsc_pending) {
+        g_tsc_cal_ns = mono_ns();
+        g_tsc_cal = __rdtsc();
+        g_tsc_pending = 1;
+    }
+#endif
+}
+
+/* On the slow path (every new block): finish the calibration once its baseline is long
+ * enough (the factor is then good to ~1e-5), and refine it ever after. */
+static void
+clock_tick(void)
+{
+#ifdef HAVE_TSC
+    if (g_tsc) {
+        tsc_calibrate(); /* a longer baseline: the factor converges, the base follows */
+    }
+    else if (g_tsc_pending && mono_ns() - g_tsc_cal_ns >= 2000000) {
+        g_tsc_pending = 0;
+        g_tsc = 1;
+        tsc_calibrate(); /* turns g_tsc off again if the TSC did not advance */
+        if (!g_tsc)
+            g_tsc_mult = 0;
+    }
+#endif
+}
+
+static inline int
+clock_calibrating(void)
+{
+#ifdef HAVE_TSC
+    return g_tsc_pending;
+#else
+    return 0;
 #endif
 }
 

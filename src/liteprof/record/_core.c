@@ -26,6 +26,9 @@
  * each retry follows real progress, so this is only a guard against pathological
  * re-entrant callbacks. */
 #define MAX_WRITE_TRIES 16
+/* Events waiting per thread while its block is busy; beyond, they are dropped. */
+#define MAX_PENDING 4096
+#define KIND_LANE 2u
 
 /* -- global recording state -------------------------------------------------------- */
 
@@ -36,24 +39,59 @@ typedef struct {
 
 typedef struct {
     PyObject *key; /* strong: identity must not be recycled while the frame exists */
-    PyObject *ctx; /* strong, same reason */
-    int64_t start;
+    int64_t start; /* ticks: TSC ticks if tsc, else CLOCK_MONOTONIC (or test clock) ns */
     int64_t child;
     uint64_t epoch;
     uint32_t depth;
+    uint32_t tsc; /* the clock start was read with (the clock may change while it is open) */
 } Frame;
+
+/* A lane of one thread (docs/FORMAT.md, "Lane slot"): the scopes open in one asyncio task or
+ * greenlet, or, for lane 0 (obj NULL, id 0), outside any. Scopes nest, and charge their
+ * time to their parent, only within their own lane, so pushing and popping cost O(1)
+ * however many other tasks hold scopes open. The rules (which lane, ids, when a lane is
+ * forgotten) are those of _pyrecorder.py's module docstring; both backends follow them to
+ * the byte. */
+typedef struct Lane {
+    PyObject *obj; /* strong: the task or greenlet, so its identity cannot be recycled */
+    uint64_t id;
+    Frame *stack;
+    Py_ssize_t n, cap;
+} Lane;
+
+/* An event that closed while its thread's block was busy (a callback replacing it, or a
+ * scope closed inside a callback on this thread), stored once the callback is done. */
+typedef struct {
+    uint64_t epoch;
+    uint64_t lane;
+    int64_t start, dur, child;
+    PyObject *name; /* strong */
+    uint32_t depth;
+    int error;
+} Pending;
 
 typedef struct ThreadState {
     struct ThreadState *prev, *next;
     int linked;
     uint64_t serial; /* unique per state: a raw pointer alone could be a recycled one */
-    Frame *stack;
-    Py_ssize_t n, cap;
+    Lane lane0;
+    Lane **lanes; /* open addressing on obj, linear probing; the lanes other than lane 0 */
+    size_t lanes_cap, lanes_n;
+    uint64_t lanes_count; /* ids handed out so far: ids are 1, 2, ... in first-use order */
+    Lane *cur;            /* the current lane: that of ctx */
+    PyObject *ctx;        /* strong: the contextvars Context cur was found for, or NULL */
     uint64_t epoch; /* epoch this thread was attached in (0: not attached) */
     PyObject *mm;   /* strong reference to the current block, or NULL */
     Py_buffer buf;  /* writable export of mm; held exactly while mm != NULL */
     Py_ssize_t pos, end, size;
+    uint64_t blane; /* the lane in force at pos in the current block */
     long tidx;
+    /* The thread that owns the state (threading.Thread, native id), known from its first
+     * scope on: another thread that closes a scope it opened may be the one to attach it. */
+    PyObject *thread, *native;
+    int busy; /* a callback is replacing this thread's block or attachment */
+    Pending *pending;
+    Py_ssize_t npending, cappending;
 } ThreadState;
 
 /* Block sizes come from liteprof.log.format at import, so the two backends cannot drift. */
@@ -81,14 +119,23 @@ static uint64_t g_serial = 0;
 #endif
 static HOT_TLS ThreadState *t_state = NULL;
 /* Set while this thread is inside a session callback. Code that the callback runs on this
- * thread (a finalizer the GC runs, a signal handler, an instrumented logging handler) may
- * close scopes too; those that need a callback themselves are dropped, because the
- * writer's locks are not re-entrant and would deadlock. */
+ * thread (a finalizer the GC runs, a signal handler, a sys.settrace hook, an instrumented
+ * logging handler) may close scopes too; those that need a callback themselves wait in
+ * their thread's pending queue until the callback is done, because the writer's locks are
+ * not re-entrant and would deadlock. */
 static HOT_TLS int t_in_callback = 0;
+
+/* What the lane of running code is read from, bound once the module is imported (never
+ * imported from here: that would cost every user, and importing _asyncio first breaks
+ * asyncio.current_task). Strong references. */
+static PyObject *g_running_loop = NULL, *g_current_task = NULL, *g_getcurrent = NULL;
+/* A scope name that is not a str costs its event only, with one warning per process. */
+static int g_bad_name_warned = 0;
 
 static PyObject *str_state_key, *str_thread, *str_block, *str_release, *str_name_id,
     *str_get_native_id, *str_current_thread, *str_name, *str_update_wrapper,
-    *str_qualname;
+    *str_qualname, *str_asyncio, *str_events, *str_get_running_loop, *str_current_task,
+    *str_greenlet, *str_getcurrent, *str_parent, *str_liteprof, *str_Scope;
 
 /* -- little helpers ---------------------------------------------------------------- */
 
@@ -232,20 +279,42 @@ detach_all(ThreadState *skip, int unlink_others)
 }
 
 static void
+lane_release(Lane *lane)
+{
+    for (Py_ssize_t i = 0; i < lane->n; i++)
+        Py_DECREF(lane->stack[i].key);
+    lane->n = 0;
+    PyMem_RawFree(lane->stack);
+    lane->stack = NULL;
+    lane->cap = 0;
+}
+
+/* The state is unreachable first (t_state cleared, unlinked; a ScopeCall finds states only
+ * through g_states), so the code that releasing its references may run cannot find it. */
+static void
 state_free(ThreadState *st)
 {
     if (t_state == st)
         t_state = NULL;
     state_unlink(st);
     PyObject *mm = state_detach(st);
-    Frame *frames = st->stack;
-    Py_ssize_t n = st->n;
-    PyMem_RawFree(st);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_DECREF(frames[i].key);
-        Py_DECREF(frames[i].ctx);
+    lane_release(&st->lane0);
+    for (size_t j = 0; j < st->lanes_cap; j++) {
+        Lane *lane = st->lanes[j];
+        if (lane != NULL) {
+            lane_release(lane);
+            Py_DECREF(lane->obj);
+            PyMem_RawFree(lane);
+        }
     }
-    PyMem_RawFree(frames);
+    PyMem_RawFree(st->lanes);
+    for (Py_ssize_t i = 0; i < st->npending; i++)
+        Py_DECREF(st->pending[i].name);
+    PyMem_RawFree(st->pending);
+    Py_XDECREF(st->ctx);
+    Py_XDECREF(st->thread);
+    Py_XDECREF(st->native);
+    PyMem_RawFree(st);
     Py_XDECREF(mm);
 }
 
@@ -262,6 +331,25 @@ state_capsule_destructor(PyObject *cap)
     else
         PyErr_Clear();
     PyErr_Restore(et, ev, tb);
+}
+
+/* Remember which thread owns st, the current thread's state. 0, or -1 (error set). */
+static int
+state_identify(ThreadState *st)
+{
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL)
+        return -1;
+    PyObject *native = PyObject_CallMethodNoArgs(threading, str_get_native_id);
+    PyObject *thread = native ? PyObject_CallMethodNoArgs(threading, str_current_thread) : NULL;
+    Py_DECREF(threading);
+    if (thread == NULL) {
+        Py_XDECREF(native);
+        return -1;
+    }
+    Py_XSETREF(st->native, native);
+    Py_XSETREF(st->thread, thread);
+    return 0;
 }
 
 static ThreadState *
@@ -283,6 +371,7 @@ state_create(void)
         return NULL;
     }
     st->serial = ++g_serial;
+    st->cur = &st->lane0;
     state_link(st);
     t_state = st;
     if (PyDict_SetItem(dict, str_state_key, cap) < 0) {
@@ -290,25 +379,287 @@ state_create(void)
         return NULL;
     }
     Py_DECREF(cap);
+    /* Not known yet on failure: attach() tries again, on this thread. */
+    if (state_identify(st) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return NULL;
+        PyErr_Clear();
+    }
     return st;
 }
 
 static int
-state_grow(ThreadState *st)
+lane_grow(Lane *lane)
 {
-    Py_ssize_t cap = st->cap ? st->cap * 2 : 16;
+    Py_ssize_t cap = lane->cap ? lane->cap * 2 : 8;
     if ((size_t)cap > PY_SSIZE_T_MAX / sizeof(Frame)) {
         PyErr_NoMemory();
         return -1;
     }
-    Frame *s = (Frame *)PyMem_RawRealloc(st->stack, (size_t)cap * sizeof(Frame));
+    Frame *s = (Frame *)PyMem_RawRealloc(lane->stack, (size_t)cap * sizeof(Frame));
     if (s == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    st->stack = s;
-    st->cap = cap;
+    lane->stack = s;
+    lane->cap = cap;
     return 0;
+}
+
+/* -- the lane table: a thread's lanes other than lane 0, by the identity of their object */
+
+static inline size_t
+lane_slot(PyObject *obj, size_t mask)
+{
+    uint64_t h = (uint64_t)(uintptr_t)obj * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 29) & mask;
+}
+
+/* The lane of obj, or NULL. Compares pointers only, so obj may be a stale pointer. */
+static Lane *
+lane_find(ThreadState *st, PyObject *obj)
+{
+    if (st->lanes_n == 0)
+        return NULL;
+    size_t mask = st->lanes_cap - 1;
+    for (size_t i = lane_slot(obj, mask);; i = (i + 1) & mask) {
+        Lane *lane = st->lanes[i];
+        if (lane == NULL || lane->obj == obj)
+            return lane;
+    }
+}
+
+static int
+lane_insert(ThreadState *st, Lane *lane)
+{
+    if ((st->lanes_n + 1) * 2 > st->lanes_cap) {
+        size_t cap = st->lanes_cap ? st->lanes_cap * 2 : 16;
+        Lane **tab = (Lane **)PyMem_RawCalloc(cap, sizeof(Lane *));
+        if (tab == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t j = 0; j < st->lanes_cap; j++) {
+            Lane *l = st->lanes[j];
+            if (l == NULL)
+                continue;
+            size_t i = lane_slot(l->obj, cap - 1);
+            while (tab[i] != NULL)
+                i = (i + 1) & (cap - 1);
+            tab[i] = l;
+        }
+        PyMem_RawFree(st->lanes);
+        st->lanes = tab;
+        st->lanes_cap = cap;
+    }
+    size_t mask = st->lanes_cap - 1;
+    size_t i = lane_slot(lane->obj, mask);
+    while (st->lanes[i] != NULL)
+        i = (i + 1) & mask;
+    st->lanes[i] = lane;
+    st->lanes_n++;
+    return 0;
+}
+
+/* Forget an idle lane (no frame open, not current): out of the table (backward-shift
+ * deletion keeps every probe sequence whole) and freed. Returns the reference to its object
+ * for the caller to release once its own state is consistent (releasing may run code). */
+static PyObject *
+lane_forget(ThreadState *st, Lane *lane)
+{
+    size_t mask = st->lanes_cap - 1;
+    size_t i = lane_slot(lane->obj, mask);
+    while (st->lanes[i] != lane)
+        i = (i + 1) & mask;
+    st->lanes[i] = NULL;
+    for (size_t j = (i + 1) & mask; st->lanes[j] != NULL; j = (j + 1) & mask) {
+        size_t home = lane_slot(st->lanes[j]->obj, mask);
+        /* the entry at j may move to the hole at i unless its home lies in (i, j] */
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            st->lanes[i] = st->lanes[j];
+            st->lanes[j] = NULL;
+            i = j;
+        }
+    }
+    st->lanes_n--;
+    PyObject *obj = lane->obj;
+    PyMem_RawFree(lane->stack);
+    PyMem_RawFree(lane);
+    return obj;
+}
+
+/* -- which lane: the current asyncio task, else greenlet, else lane 0 ----------------- */
+
+/* Borrowed sys.modules[name], or NULL: never imports. */
+static PyObject *
+loaded_module(PyObject *name)
+{
+    PyObject *mods = PyImport_GetModuleDict();
+    PyObject *mod = mods ? PyDict_GetItemWithError(mods, name) : NULL;
+    if (mod == NULL)
+        PyErr_Clear();
+    return mod;
+}
+
+static int
+bind_asyncio(void)
+{
+    PyObject *mod = loaded_module(str_asyncio);
+    if (mod == NULL)
+        return 0;
+    PyObject *events = PyObject_GetAttr(mod, str_events);
+    PyObject *running = events ? PyObject_GetAttr(events, str_get_running_loop) : NULL;
+    PyObject *current = running ? PyObject_GetAttr(mod, str_current_task) : NULL;
+    Py_XDECREF(events);
+    if (current == NULL) { /* still importing: no loop can be running yet */
+        Py_XDECREF(running);
+        return PyErr_ExceptionMatches(PyExc_Exception) ? (PyErr_Clear(), 0) : -1;
+    }
+    Py_XSETREF(g_running_loop, running);
+    Py_XSETREF(g_current_task, current);
+    return 1;
+}
+
+static int
+bind_greenlet(void)
+{
+    PyObject *mod = loaded_module(str_greenlet);
+    if (mod == NULL)
+        return 0;
+    PyObject *getcurrent = PyObject_GetAttr(mod, str_getcurrent);
+    if (getcurrent == NULL)
+        return PyErr_ExceptionMatches(PyExc_Exception) ? (PyErr_Clear(), 0) : -1;
+    Py_XSETREF(g_getcurrent, getcurrent);
+    return 1;
+}
+
+/* The object whose lane the running code is in: *key is a new reference to the current
+ * asyncio task or greenlet, or NULL for lane 0. Runs Python code. 0, or -1 with an error
+ * set (a BaseException such as KeyboardInterrupt; any Exception means lane 0). */
+static int
+lane_key(PyObject **key)
+{
+    PyObject *k = NULL;
+    int r = 0;
+    *key = NULL;
+    if (g_current_task != NULL || (r = bind_asyncio()) > 0) {
+        PyObject *loop = PyObject_CallNoArgs(g_running_loop);
+        if (loop == NULL)
+            goto error;
+        if (loop != Py_None) {
+            k = PyObject_CallOneArg(g_current_task, loop);
+            Py_DECREF(loop);
+            if (k == NULL)
+                goto error;
+            if (k == Py_None)
+                Py_CLEAR(k);
+        }
+        else {
+            Py_DECREF(loop);
+        }
+    }
+    else if (r < 0) {
+        return -1;
+    }
+    if (k == NULL && (g_getcurrent != NULL || (r = bind_greenlet()) > 0)) {
+        PyObject *g = PyObject_CallNoArgs(g_getcurrent);
+        if (g == NULL)
+            goto error;
+        PyObject *parent = PyObject_GetAttr(g, str_parent);
+        if (parent == NULL) {
+            Py_DECREF(g);
+            goto error;
+        }
+        if (parent == Py_None) /* only a thread's main greenlet has no parent */
+            Py_DECREF(g);
+        else
+            k = g;
+        Py_DECREF(parent);
+    }
+    else if (k == NULL && r < 0) {
+        return -1;
+    }
+    *key = k;
+    return 0;
+error:
+    Py_XDECREF(k);
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+/* The lane of the code running now in context ctx; it becomes the current lane (st->cur,
+ * for st->ctx). References for the caller to release once it is done go to drop[0..2].
+ * NULL with an error set on failure. */
+static Lane *
+resolve(ThreadState *st, PyObject *ctx, PyObject **drop)
+{
+    PyObject *key;
+    Py_INCREF(ctx); /* the Python code lane_key runs may drop every other reference */
+    if (lane_key(&key) < 0) {
+        Py_DECREF(ctx);
+        return NULL;
+    }
+    /* Read st only now: code run above may have entered and left scopes here. */
+    Lane *lane;
+    if (key == NULL) {
+        lane = &st->lane0;
+    }
+    else if ((lane = lane_find(st, key)) != NULL) {
+        drop[0] = key;
+    }
+    else {
+        lane = (Lane *)PyMem_RawCalloc(1, sizeof(Lane));
+        if (lane == NULL || (lane->obj = key, lane_insert(st, lane) < 0)) {
+            if (lane == NULL)
+                PyErr_NoMemory();
+            PyMem_RawFree(lane);
+            Py_DECREF(key);
+            Py_DECREF(ctx);
+            return NULL;
+        }
+        lane->id = ++st->lanes_count;
+    }
+    Lane *old = st->cur;
+    st->cur = lane;
+    drop[1] = st->ctx;
+    st->ctx = ctx;
+    if (old != lane && old != &st->lane0 && old->n == 0)
+        drop[2] = lane_forget(st, old);
+    return lane;
+}
+
+static PyObject *
+force_context(PyThreadState *ts)
+{
+    /* The thread's base Context is created lazily by the first contextvars access; if
+     * that happened between a scope's enter and exit, the two would see different
+     * context keys. Creating it now keeps the key stable. Once per thread. */
+    PyObject *copy = PyContext_CopyCurrent();
+    if (copy == NULL)
+        return NULL;
+    Py_DECREF(copy);
+    if (ts->context == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "liteprof: no current context");
+        return NULL;
+    }
+    return ts->context;
+}
+
+/* The current lane of st, the current thread's state (see resolve for drop). */
+static inline Lane *
+current_lane(ThreadState *st, PyObject **drop)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *ctx = ts->context;
+    if (ctx != NULL && ctx == st->ctx)
+        return st->cur;
+    if (ctx == NULL && (ctx = force_context(ts)) == NULL)
+        return NULL;
+    return resolve(st, ctx, drop);
 }
 
 /* -- the log: attach, blocks, names, slots ------------------------------------------ */
@@ -325,18 +676,12 @@ attach(ThreadState *st)
         return 0;
     Py_INCREF(session);
     uint64_t epoch0 = g_epoch;
-    PyObject *native = NULL, *thread = NULL, *tname = NULL, *r = NULL;
+    PyObject *tname = NULL, *r = NULL;
     int rc = 0;
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL)
+    if (st->thread == NULL && (st != t_state || state_identify(st) < 0))
         goto error;
-    native = PyObject_CallMethodNoArgs(threading, str_get_native_id);
-    if (native == NULL)
-        goto error;
-    thread = PyObject_CallMethodNoArgs(threading, str_current_thread);
-    if (thread == NULL)
-        goto error;
-    tname = PyObject_GetAttr(thread, str_name);
+    PyObject *native = st->native;
+    tname = PyObject_GetAttr(st->thread, str_name);
     if (tname == NULL)
         goto error;
     {
@@ -361,11 +706,8 @@ attach(ThreadState *st)
     rc = next_block(st);
     goto done;
 error:
-    rc = drop_or_raise();
+    rc = PyErr_Occurred() ? drop_or_raise() : 0;
 done:
-    Py_XDECREF(threading);
-    Py_XDECREF(native);
-    Py_XDECREF(thread);
     Py_XDECREF(tname);
     Py_XDECREF(r);
     Py_DECREF(session);
@@ -382,10 +724,7 @@ next_block(ThreadState *st)
     PyObject *session = g_session;
     if (session == NULL)
         return 0;
-#ifdef HAVE_TSC
-    if (g_tsc)
-        tsc_calibrate(1); /* a longer baseline: the factor converges, the base follows */
-#endif
+    clock_tick();
     Py_INCREF(session);
     uint64_t epoch0 = g_epoch;
     Py_ssize_t size = st->size;
@@ -430,6 +769,7 @@ next_block(ThreadState *st)
                 mm = NULL;
                 st->pos = SLOT;
                 st->end = end;
+                st->blane = 0; /* every block starts in lane 0 */
                 ok = 1;
             }
             else {
@@ -460,35 +800,77 @@ next_block(ThreadState *st)
     return 1;
 }
 
-/* Returns 1 with *out set, 0 (drop) or -1 (error set). */
+/* A scope name that is not a str: its event is dropped, and the first one in the process
+ * is reported with one warning through logger "liteprof". 0, or -1 (a BaseException from
+ * the logging call: KeyboardInterrupt, say). */
+static int
+bad_name(PyObject *name)
+{
+    if (g_bad_name_warned)
+        return 0;
+    g_bad_name_warned = 1;
+    PyObject *logging = PyImport_ImportModule("logging");
+    PyObject *logger = logging ? PyObject_CallMethod(logging, "getLogger", "s", "liteprof") : NULL;
+    PyObject *r = logger ? PyObject_CallMethod(logger, "warning", "ss",
+                                               "liteprof: scope name must be str, not %s: "
+                                               "such events are not recorded (warned once "
+                                               "per process)",
+                                               Py_TYPE(name)->tp_name)
+                         : NULL;
+    Py_XDECREF(logging);
+    Py_XDECREF(logger);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+#define QUEUED 2 /* write_one: it needs a callback that cannot run now */
+
+/* The id of name in this file. Returns 1 with *out set, 0 (drop), QUEUED or -1 (error
+ * set). A str subclass is looked up by its value (an exact copy), so that no __hash__ or
+ * __eq__ of its own ever runs here. */
 static int
 name_lookup(PyObject *name, uint32_t *out)
 {
-    /* A name that is not a str goes straight to the session, which reports it (one
-     * warning, recording stops) rather than have an unhashable one dropped here. */
-    if (PyUnicode_Check(name)) {
-        PyObject *v = PyDict_GetItemWithError(g_names, name);
-        if (v != NULL) {
-            *out = (uint32_t)PyLong_AsUnsignedLong(v);
-            return 1;
-        }
-        if (PyErr_Occurred())
-            return drop_or_raise();
+    if (!PyUnicode_Check(name))
+        return bad_name(name);
+    PyObject *key;
+    if (PyUnicode_CheckExact(name)) {
+        Py_INCREF(name);
+        key = name;
     }
-    if (t_in_callback)
-        return 0;
+    else if ((key = PyUnicode_FromObject(name)) == NULL) {
+        return drop_or_raise();
+    }
+    int rc = 0;
+    PyObject *v = PyDict_GetItemWithError(g_names, key);
+    if (v != NULL) {
+        *out = (uint32_t)PyLong_AsUnsignedLong(v);
+        Py_DECREF(key);
+        return 1;
+    }
     PyObject *session = g_session;
-    if (session == NULL)
-        return 0;
+    if (PyErr_Occurred() || t_in_callback || session == NULL) {
+        rc = PyErr_Occurred() ? drop_or_raise() : t_in_callback ? QUEUED : 0;
+        Py_DECREF(key);
+        return rc;
+    }
     Py_INCREF(session);
     uint64_t epoch0 = g_epoch;
     t_in_callback = 1;
-    PyObject *r = PyObject_CallMethodOneArg(session, str_name_id, name);
+    PyObject *r = PyObject_CallMethodOneArg(session, str_name_id, key);
     t_in_callback = 0;
     Py_DECREF(session);
-    if (r == NULL)
+    if (r == NULL) {
+        Py_DECREF(key);
         return drop_or_raise();
-    int rc = 0;
+    }
     if (stale(epoch0) || r == Py_None)
         goto done;
     long id = PyLong_AsLong(r);
@@ -498,7 +880,7 @@ name_lookup(PyObject *name, uint32_t *out)
     }
     if (id < 0 || (unsigned long)id > 0xFFFFFFFFul)
         goto done;
-    if (PyDict_SetItem(g_names, name, r) < 0) {
+    if (PyDict_SetItem(g_names, key, r) < 0) {
         rc = drop_or_raise();
         goto done;
     }
@@ -506,24 +888,28 @@ name_lookup(PyObject *name, uint32_t *out)
     rc = 1;
 done:
     Py_DECREF(r);
+    Py_DECREF(key);
     return rc;
 }
 
-/* Store one event slot; callbacks on the slow paths may change anything, so after each
- * the loop re-validates from the top. Returns 0 (written or dropped) or -1 (error). */
+/* Store one event (after a lane slot where its lane is not the one in force) into st's
+ * block. Callbacks on the slow paths may change anything, so after each the loop
+ * re-validates from the top. While a callback replaces st's block (st->busy) or this
+ * thread is inside one, an event that needs a callback itself is not stored: QUEUED.
+ * Returns 0 (written or dropped), QUEUED or -1 (error). */
 static int
-write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject *name,
-            uint32_t depth, int error, NameCache *cache)
+write_one(ThreadState *st, uint64_t lane, int64_t start, int64_t dur, int64_t child,
+          PyObject *name, uint32_t depth, int error, NameCache *cache)
 {
     for (int tries = 0; tries < MAX_WRITE_TRIES; tries++) {
         if (!g_on)
             return 0;
         if (st->epoch != g_epoch) {
-            if (t_in_callback)
-                return 0;
-            t_in_callback = 1;
+            if (st->busy || t_in_callback)
+                return QUEUED;
+            st->busy = t_in_callback = 1;
             int r = attach(st);
-            t_in_callback = 0;
+            st->busy = t_in_callback = 0;
             if (r <= 0)
                 return r;
             continue;
@@ -534,9 +920,9 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
         }
         else {
             int r = name_lookup(name, &ident);
-            if (r <= 0)
+            if (r != 1)
                 return r;
-            /* a str subclass's __eq__ or the callback may have run anything */
+            /* the callback may have run anything */
             if (st->epoch != g_epoch || !g_on)
                 continue;
             if (cache != NULL) {
@@ -544,17 +930,24 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
                 cache->id = ident;
             }
         }
-        if (st->pos + SLOT > st->end) {
-            if (t_in_callback)
-                return 0;
-            t_in_callback = 1;
+        Py_ssize_t need = lane == st->blane ? SLOT : 2 * SLOT;
+        if (st->pos + need > st->end) {
+            if (st->busy || t_in_callback)
+                return QUEUED;
+            st->busy = t_in_callback = 1;
             int r = next_block(st);
-            t_in_callback = 0;
+            st->busy = t_in_callback = 0;
             if (r <= 0)
                 return r;
             continue;
         }
         char *p = (char *)st->buf.buf + st->pos;
+        if (need != SLOT) {
+            put64(p, (int64_t)lane); /* the rest of a fresh slot is zero already */
+            put32_release(p + 28, KIND_LANE);
+            st->blane = lane;
+            p += SLOT;
+        }
         uint32_t flags = (error ? (KIND_EVENT | FLAG_ERROR) : KIND_EVENT) |
                          ((depth < MAX_DEPTH ? depth : MAX_DEPTH) << DEPTH_SHIFT);
         put64(p, start);
@@ -562,34 +955,127 @@ write_event(ThreadState *st, int64_t start, int64_t dur, int64_t child, PyObject
         put64(p + 16, child);
         put32(p + 24, ident);
         put32_release(p + 28, flags);
-        st->pos += SLOT;
+        st->pos += need;
         return 0;
     }
     return 0;
 }
 
-/* -- the hot path: push and pop ------------------------------------------------------ */
-
-static PyObject *
-force_context(PyThreadState *ts)
+static void
+queue_event(ThreadState *st, uint64_t lane, int64_t start, int64_t dur, int64_t child,
+            PyObject *name, uint32_t depth, int error)
 {
-    /* The thread's base Context is created lazily by the first contextvars access; if
-     * that happened between a scope's enter and exit, the two would see different
-     * context keys. Creating it now keeps the key stable. Once per thread. */
-    PyObject *copy = PyContext_CopyCurrent();
-    if (copy == NULL)
-        return NULL;
-    Py_DECREF(copy);
-    if (ts->context == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "liteprof: no current context");
-        return NULL;
+    if (st->npending == st->cappending) {
+        Py_ssize_t cap = st->cappending ? st->cappending * 2 : 16;
+        Pending *q;
+        if (cap > MAX_PENDING ||
+            (q = (Pending *)PyMem_RawRealloc(st->pending, (size_t)cap * sizeof(Pending))) == NULL)
+            return; /* a handler recording thousands of scopes meanwhile: the rest is dropped */
+        st->pending = q;
+        st->cappending = cap;
     }
-    return ts->context;
+    Pending *ev = &st->pending[st->npending++];
+    ev->epoch = g_epoch;
+    ev->lane = lane;
+    ev->start = start;
+    ev->dur = dur;
+    ev->child = child;
+    Py_INCREF(name);
+    ev->name = name;
+    ev->depth = depth;
+    ev->error = error;
 }
 
-/* ctx_out: where to put the context key the frame got (borrowed), or NULL. */
+/* Store the events that waited in st's queue, oldest first. 0, or -1 (error set). */
 static int
-push(PyObject *key, PyObject **ctx_out)
+drain(ThreadState *st)
+{
+    while (st->npending > 0 && !st->busy && !t_in_callback) {
+        Pending ev = st->pending[0];
+        st->npending--;
+        memmove(&st->pending[0], &st->pending[1], (size_t)st->npending * sizeof(Pending));
+        int r = 0;
+        if (ev.epoch == g_epoch) {
+            r = write_one(st, ev.lane, ev.start, ev.dur, ev.child, ev.name, ev.depth,
+                          ev.error, NULL);
+            if (r == QUEUED) {
+                queue_event(st, ev.lane, ev.start, ev.dur, ev.child, ev.name, ev.depth,
+                            ev.error);
+                r = 0;
+            }
+        }
+        Py_DECREF(ev.name);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Store one event into st's block, or queue it (see write_one); then whatever waits in
+ * the queues of st and of this thread. 0, or -1 (error set). */
+static int
+write_event(ThreadState *st, uint64_t lane, int64_t start, int64_t dur, int64_t child,
+            PyObject *name, uint32_t depth, int error, NameCache *cache)
+{
+    int r = write_one(st, lane, start, dur, child, name, depth, error, cache);
+    if (r == QUEUED) {
+        queue_event(st, lane, start, dur, child, name, depth, error);
+        return 0;
+    }
+    if (r == 0 && st->npending)
+        r = drain(st);
+    ThreadState *me = t_state;
+    if (r == 0 && me != NULL && me != st && me->npending)
+        r = drain(me);
+    return r;
+}
+
+/* -- the hot path: push and pop ------------------------------------------------------ */
+
+/* A duration and a start time in ns from a frame's start and the end reading (end_tsc:
+ * the clock end was read with; the clock can change while a scope is open, when TSC
+ * calibration completes). */
+static inline void
+frame_times(const Frame *f, int64_t end, int end_tsc, int64_t *start, int64_t *dur)
+{
+    if (g_clock != NULL) {
+        *start = f->start;
+        *dur = end - f->start;
+        return;
+    }
+    if ((int)f->tsc == end_tsc) {
+        if (end_tsc) {
+            *start = ticks_time(f->start);
+            *dur = ticks_dur(end - f->start);
+        }
+        else {
+            *start = f->start;
+            *dur = end > f->start ? end - f->start : 0;
+        }
+        return;
+    }
+    int64_t s0 = f->tsc ? ticks_time(f->start) : f->start;
+    int64_t e0 = end_tsc ? ticks_time(end) : end;
+    *start = s0;
+    *dur = e0 > s0 ? e0 - s0 : 0;
+}
+
+/* The clock reading at a scope's exit; *tsc: which clock. 0, or -1 (test clock raised). */
+static inline int
+read_end(int64_t *end, int *tsc)
+{
+    if (g_clock == NULL) {
+        *tsc = g_tsc;
+        *end = now_ticks();
+        return 0;
+    }
+    *tsc = 0;
+    return clock_py(end);
+}
+
+/* lane_out: where to put the lane the frame went into, or NULL. */
+static int
+push(PyObject *key, Lane **lane_out)
 {
     int64_t start = 0;
     if (g_clock != NULL && clock_py(&start) < 0)
@@ -600,100 +1086,89 @@ push(PyObject *key, PyObject **ctx_out)
         if (st == NULL)
             return -1;
     }
-    PyThreadState *ts = PyThreadState_Get();
-    PyObject *ctx = ts->context;
-    if (ctx == NULL) {
-        ctx = force_context(ts);
-        if (ctx == NULL)
-            return -1;
+    PyObject *drop[3] = {NULL, NULL, NULL};
+    Lane *lane = current_lane(st, drop);
+    int rc = 0;
+    if (lane == NULL || (lane->n == lane->cap && lane_grow(lane) < 0)) {
+        rc = -1;
     }
-    if (st->n == st->cap && state_grow(st) < 0)
-        return -1;
-    uint32_t depth = 0;
-    Frame *stack = st->stack;
-    for (Py_ssize_t i = st->n - 1; i >= 0; i--) {
-        if (stack[i].ctx == ctx) {
-            depth = stack[i].depth + (stack[i].depth != UINT32_MAX);
-            break;
+    else {
+        uint32_t depth = 0;
+        if (lane->n) {
+            depth = lane->stack[lane->n - 1].depth;
+            depth += depth != UINT32_MAX;
         }
+        Frame *f = &lane->stack[lane->n++];
+        Py_INCREF(key);
+        f->key = key;
+        f->child = 0;
+        f->depth = depth;
+        f->epoch = g_epoch;
+        f->tsc = (uint32_t)g_tsc;
+        f->start = g_clock == NULL ? now_ticks() : start;
+        if (lane_out != NULL)
+            *lane_out = lane;
     }
-    Frame *f = &stack[st->n++];
-    Py_INCREF(key);
-    Py_INCREF(ctx);
-    f->key = key;
-    f->ctx = ctx;
-    f->child = 0;
-    f->depth = depth;
-    f->epoch = g_epoch;
-    f->start = g_clock == NULL ? now_ticks() : start;
-    if (ctx_out != NULL)
-        *ctx_out = ctx;
-    return 0;
+    Py_XDECREF(drop[0]);
+    Py_XDECREF(drop[1]);
+    Py_XDECREF(drop[2]);
+    return rc;
 }
 
-/* st: the stack to pop from (NULL: none); the event goes into the block of the thread
- * that closes the scope, whose events those blocks hold. by_ctx: a shared key (a Scope, a
- * timed function) may be open in several tasks at once, so its frame is the innermost one
- * with the key in the current context; a scope() object is used once, so it is its own
- * frame wherever it is closed. */
+/* The innermost frame of key in lane, or -1. */
+static inline Py_ssize_t
+find_frame(const Lane *lane, PyObject *key)
+{
+    Py_ssize_t i = lane->n - 1;
+    while (i >= 0 && lane->stack[i].key != key)
+        i--;
+    return i;
+}
+
+/* Take frame i out of lane (one of st's), charge its time to the frame below it, and
+ * store its event into st's block: st is the thread that entered the scope, whose lanes
+ * and depths the event belongs to. */
 static int
-pop(ThreadState *st, PyObject *key, PyObject *name, int error, NameCache *cache, int by_ctx,
-    PyObject *ctx_known)
+pop_frame(ThreadState *st, Lane *lane, Py_ssize_t i, PyObject *name, int error,
+          NameCache *cache)
 {
     int64_t end;
-    if (g_clock == NULL)
-        end = now_ticks();
-    else if (clock_py(&end) < 0)
+    int end_tsc;
+    if (read_end(&end, &end_tsc) < 0)
         return -1;
-    if (st == NULL || st->n == 0)
-        return 0;
-    /* ctx_known: the caller read the context at enter and no Python code that could
-     * have left it changed has run since (a plain call returns in the same context). */
-    PyObject *ctx = !by_ctx ? NULL : ctx_known != NULL ? ctx_known : PyThreadState_Get()->context;
-    Frame *stack = st->stack;
-    Py_ssize_t i = st->n - 1;
-    if (stack[i].key != key || (by_ctx && stack[i].ctx != ctx)) {
-        /* Out of order: an asyncio task or a suspended generator left its scope while
-         * another one was open above it. */
-        for (i--; i >= 0; i--) {
-            if (stack[i].key == key && (!by_ctx || stack[i].ctx == ctx))
-                break;
-        }
-        if (i < 0)
-            return 0;
+    Frame f = lane->stack[i];
+    lane->n--;
+    if (i < lane->n) /* out of order: a task or a suspended generator left it first */
+        memmove(&lane->stack[i], &lane->stack[i + 1], (size_t)(lane->n - i) * sizeof(Frame));
+    int live = f.epoch == g_epoch && g_on;
+    int64_t start = 0, dur = 0;
+    uint64_t lane_id = lane->id;
+    if (live) {
+        frame_times(&f, end, end_tsc, &start, &dur);
+        if (i > 0)
+            lane->stack[i - 1].child += dur;
     }
-    Frame f = stack[i];
-    st->n--;
-    if (i < st->n)
-        memmove(&stack[i], &stack[i + 1], (size_t)(st->n - i) * sizeof(Frame));
-    int rc = 0;
-    if (f.epoch == g_epoch && g_on) {
-        int64_t dur, start;
-        if (g_clock == NULL) {
-            dur = ticks_dur(end - f.start);
-            start = ticks_time(f.start);
-        }
-        else {
-            dur = end - f.start;
-            start = f.start;
-        }
-        for (Py_ssize_t j = i - 1; j >= 0; j--) {
-            if (stack[j].ctx == f.ctx) {
-                stack[j].child += dur;
-                break;
-            }
-        }
-        ThreadState *wst = t_state;
-        if (wst == NULL)
-            wst = state_create();
-        if (wst == NULL)
-            rc = -1;
-        else
-            rc = write_event(wst, start, dur, f.child, name, f.depth, error, cache);
-    }
+    PyObject *forgotten = NULL;
+    if (lane->n == 0 && lane != st->cur && lane != &st->lane0)
+        forgotten = lane_forget(st, lane);
+    int rc = live ? write_event(st, lane_id, start, dur, f.child, name, f.depth, error, cache)
+                  : 0;
     Py_DECREF(f.key);
-    Py_DECREF(f.ctx);
+    Py_XDECREF(forgotten);
     return rc;
+}
+
+/* Whether leaving a scope with exception type et counts as an error: every exception does
+ * (KeyboardInterrupt and SystemExit too: the block did not run to its end) except
+ * GeneratorExit, with which a generator is closed when its consumer stops early. */
+static int
+is_error(PyObject *et)
+{
+    if (et == NULL || et == Py_None)
+        return 0;
+    if (PyType_Check(et))
+        return !PyType_IsSubtype((PyTypeObject *)et, (PyTypeObject *)PyExc_GeneratorExit);
+    return !PyObject_TypeCheck(et, (PyTypeObject *)PyExc_GeneratorExit);
 }
 
 static int
@@ -704,7 +1179,7 @@ exit_error_arg(PyObject *const *args, Py_ssize_t nargs, int *error)
                      nargs);
         return -1;
     }
-    *error = nargs > 0 && args[0] != Py_None;
+    *error = nargs > 0 && is_error(args[0]);
     return 0;
 }
 
@@ -779,18 +1254,28 @@ typedef struct {
     NameCache cache;
 } TimedObject;
 
+/* A plain call returns on the thread and in the lane it was made in, and its frame keeps
+ * that lane alive, so the lane push() gave is the one to leave. */
+static int
+timed_pop(TimedObject *t, Lane *lane, int error)
+{
+    ThreadState *st = t_state;
+    Py_ssize_t i = st != NULL ? find_frame(lane, (PyObject *)t) : -1;
+    return i < 0 ? 0 : pop_frame(st, lane, i, t->name, error, &t->cache);
+}
+
 static PyObject *
 timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     TimedObject *t = (TimedObject *)self;
     if (!g_on)
         return PyObject_Vectorcall(t->func, args, nargsf, kwnames);
-    PyObject *ctx;
-    if (push(self, &ctx) < 0)
+    Lane *lane;
+    if (push(self, &lane) < 0)
         return NULL;
     PyObject *res = PyObject_Vectorcall(t->func, args, nargsf, kwnames);
     if (res != NULL) {
-        if (pop(t_state, self, t->name, 0, &t->cache, 1, ctx) < 0) {
+        if (timed_pop(t, lane, 0) < 0) {
             Py_DECREF(res);
             return NULL;
         }
@@ -800,7 +1285,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
      * the very same exception back. */
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
-    if (pop(t_state, self, t->name, 1, &t->cache, 1, ctx) < 0) {
+    if (timed_pop(t, lane, !PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit)) < 0) {
         PyObject *exc2 = PyErr_GetRaisedException();
         PyException_SetContext(exc2, exc);
         PyErr_SetRaisedException(exc2);
@@ -811,7 +1296,7 @@ timed_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
 #else
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
-    if (pop(t_state, self, t->name, 1, &t->cache, 1, ctx) < 0) {
+    if (timed_pop(t, lane, !PyErr_GivenExceptionMatches(et, PyExc_GeneratorExit)) < 0) {
         PyObject *et2, *ev2, *tb2;
         PyErr_NormalizeException(&et, &ev, &tb);
         if (tb != NULL && ev != NULL)
@@ -979,13 +1464,19 @@ mod_timed_function(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 typedef struct {
     PyObject_HEAD
     PyObject *name;
-    /* The thread state it was entered in: like the pure-Python frame, it leaves that
-     * stack even when a generator carries it to another thread (so that thread's later
-     * scopes get the right parents and depths). Not a reference (a reference would keep
-     * a finished thread's state, and its block, alive through any frame left open); the
-     * serial tells whether that state still exists. */
+    /* The thread state and lane it was entered in: it leaves that lane, and its event goes
+     * into that thread's block, even when a generator carries it to another task or thread.
+     * Not references (a reference would keep a finished thread's state, and its block,
+     * alive through any frame left open); the serial tells whether that state still exists,
+     * and the lane is looked up again by the identity of its object (lane_obj, compared,
+     * never dereferenced) before it is used. */
     ThreadState *st;
     uint64_t serial;
+    Lane *lane;
+    PyObject *lane_obj;
+    /* Entries still open: `with s: with s:` of one object is two scopes, each exit closing
+     * the innermost one still open (as in _pyrecorder._reenter). */
+    Py_ssize_t nopen;
 } ScopeCallObject;
 
 static ScopeCallObject *sc_freelist[FREELIST_MAX];
@@ -1008,11 +1499,15 @@ sc_dealloc(ScopeCallObject *op)
 static PyObject *
 sc_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (no_args("__enter__", nargs) < 0 || push(self, NULL) < 0)
+    Lane *lane;
+    if (no_args("__enter__", nargs) < 0 || push(self, &lane) < 0)
         return NULL;
     ScopeCallObject *op = (ScopeCallObject *)self;
     op->st = t_state;
     op->serial = t_state->serial;
+    op->lane = lane;
+    op->lane_obj = lane->obj;
+    op->nopen++;
     Py_INCREF(self);
     return self;
 }
@@ -1025,13 +1520,26 @@ sc_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     ScopeCallObject *op = (ScopeCallObject *)self;
     ThreadState *st = op->st;
-    if (st != NULL && st != t_state) {
+    if (st == NULL)
+        Py_RETURN_NONE; /* never entered, or left as often as entered */
+    if (st != t_state) {
         ThreadState *live = g_states;
         while (live != NULL && (live != st || live->serial != op->serial))
             live = live->next;
         st = live;
     }
-    if (pop(st, self, op->name, error, NULL, 0, NULL) < 0)
+    Lane *lane = NULL;
+    if (st != NULL)
+        lane = op->lane_obj == NULL ? &st->lane0 : lane_find(st, op->lane_obj);
+    Py_ssize_t i = lane == op->lane ? find_frame(lane, self) : -1;
+    if (i < 0) { /* its thread ended, or a fork or a lane's end took the frame */
+        op->st = NULL;
+        op->nopen = 0;
+        Py_RETURN_NONE;
+    }
+    if (--op->nopen == 0)
+        op->st = NULL;
+    if (pop_frame(st, lane, i, op->name, error, NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1067,10 +1575,8 @@ sc_call(PyObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     PyObject *name = ((ScopeCallObject *)self)->name;
     if (!PyUnicode_Check(name)) {
-        /* Not an exception in the program: a recording failure, reported by the session
-         * (which stops recording); the function stays as it was. */
-        uint32_t ignored;
-        if (name_lookup(name, &ignored) < 0)
+        /* Not an exception in the program: one warning, and the function stays as it was. */
+        if (bad_name(name) < 0)
             return NULL;
         Py_INCREF(func);
         return func;
@@ -1122,6 +1628,9 @@ mod_scope(PyObject *module, PyObject *name)
     op->name = name;
     op->st = NULL;
     op->serial = 0;
+    op->lane = NULL;
+    op->lane_obj = NULL;
+    op->nopen = 0;
     return (PyObject *)op;
 }
 
@@ -1181,11 +1690,23 @@ scope_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (exit_error_arg(args, nargs, &error) < 0)
         return NULL;
     ThreadState *st = t_state;
-    if (st != NULL && st->n != 0) {
+    if (st == NULL)
+        Py_RETURN_NONE;
+    /* A Scope may be open in several tasks at once: its frame is its innermost one in the
+     * lane of the code running now. */
+    PyObject *drop[3] = {NULL, NULL, NULL};
+    Lane *lane = current_lane(st, drop);
+    int rc = -1;
+    if (lane != NULL) {
+        Py_ssize_t i = find_frame(lane, self);
         ScopeObject *s = (ScopeObject *)self;
-        if (pop(st, self, s->name, error, &s->cache, 1, NULL) < 0)
-            return NULL;
+        rc = i < 0 ? 0 : pop_frame(st, lane, i, s->name, error, &s->cache);
     }
+    Py_XDECREF(drop[0]);
+    Py_XDECREF(drop[1]);
+    Py_XDECREF(drop[2]);
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1207,7 +1728,18 @@ scope_repr(ScopeObject *self)
 static PyObject *
 scope_reduce(ScopeObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
+    /* Pickled as liteprof.Scope, whichever backend made it (this type is named so): it
+     * unpickles with the recorder of the process that loads it. */
+    PyObject *mod = loaded_module(str_liteprof);
+    PyObject *public = mod ? PyObject_GetAttr(mod, str_Scope) : NULL;
+    if (public == NULL) {
+        PyErr_Clear();
+        public = (PyObject *)Py_TYPE(self);
+        Py_INCREF(public);
+    }
+    PyObject *r = Py_BuildValue("O(O)", public, self->name);
+    Py_DECREF(public);
+    return r;
 }
 
 static PyObject *
@@ -1244,7 +1776,7 @@ static PyGetSetDef scope_getset[] = {
 
 static PyTypeObject ScopeType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "liteprof.record._core.Scope",
+    .tp_name = "liteprof.Scope", /* its public name: what pickle records (see scope_reduce) */
     .tp_basicsize = sizeof(ScopeObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "A named scope made once and entered many times; see liteprof.Scope.",
@@ -1317,10 +1849,18 @@ mod_after_fork_child(PyObject *module, PyObject *Py_UNUSED(ignored))
     /* The other threads do not exist in the child: forget their states (their capsules,
      * if CPython still clears them, free them later) and their blocks. */
     detach_all(me, 1);
+    g_bad_name_warned = 0; /* a new process: it warns once of its own */
     if (me != NULL) {
-        /* Never write into the parent's mapping: the child gets blocks of its own. */
+        /* Never write into the parent's mapping: the child gets blocks of its own. The
+         * events that waited were the parent's. */
         PyObject *mm = state_detach(me);
         me->epoch = 0;
+        me->busy = 0;
+        t_in_callback = 0;
+        Py_ssize_t n = me->npending;
+        me->npending = 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_DECREF(me->pending[i].name);
         Py_XDECREF(mm);
     }
     Py_XDECREF(old_session);
@@ -1365,11 +1905,29 @@ mod_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
     for (ThreadState *st = g_states; st != NULL; st = st->next)
         threads++;
     ThreadState *me = t_state;
-    return Py_BuildValue("{s:n,s:n,s:i,s:K,s:O}", "threads", threads, "frames",
-                         me ? me->n : (Py_ssize_t)0, "freelist", sc_nfree, "epoch",
-                         (unsigned long long)g_epoch, "attached",
+    Py_ssize_t frames = 0, lanes = 0, pending = 0;
+    if (me != NULL) {
+        frames = me->lane0.n;
+        for (size_t j = 0; j < me->lanes_cap; j++)
+            if (me->lanes[j] != NULL)
+                frames += me->lanes[j]->n;
+        lanes = (Py_ssize_t)me->lanes_n;
+        pending = me->npending;
+    }
+    const char *clock = g_clock != NULL ? "test" : g_tsc ? "tsc" : clock_calibrating() ? "calibrating" : "monotonic";
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:i,s:K,s:O,s:s}", "threads", threads, "frames",
+                         frames, "lanes", lanes, "pending", pending, "freelist", sc_nfree,
+                         "epoch", (unsigned long long)g_epoch, "attached",
                          (me != NULL && me->mm != NULL && me->epoch == g_epoch) ? Py_True
-                                                                                 : Py_False);
+                                                                                 : Py_False,
+                         "clock", clock);
+}
+
+static PyObject *
+mod_forget_warnings(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    g_bad_name_warned = 0;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
@@ -1387,6 +1945,8 @@ static PyMethodDef module_methods[] = {
     {"set_clock", mod_set_clock, METH_O,
      "set_clock(clock): read clock() (int ns) instead of the monotonic clock; None resets."},
     {"_stats", mod_stats, METH_NOARGS, "Tests only: counters of the recorder's state."},
+    {"_forget_warnings", mod_forget_warnings, METH_NOARGS,
+     "Tests only: warn again of the next bad name, as a new process would."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1415,6 +1975,15 @@ intern_all(void)
         {&str_name, "name"},
         {&str_update_wrapper, "update_wrapper"},
         {&str_qualname, "__qualname__"},
+        {&str_asyncio, "asyncio"},
+        {&str_events, "events"},
+        {&str_get_running_loop, "_get_running_loop"},
+        {&str_current_task, "current_task"},
+        {&str_greenlet, "greenlet"},
+        {&str_getcurrent, "getcurrent"},
+        {&str_parent, "parent"},
+        {&str_liteprof, "liteprof"},
+        {&str_Scope, "Scope"},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         if (*table[i].slot == NULL) {
@@ -1441,6 +2010,7 @@ read_format_constants(void)
     } table[] = {
         {"SLOT_SIZE", SLOT, NULL},
         {"KIND_EVENT", KIND_EVENT, NULL},
+        {"KIND_LANE", KIND_LANE, NULL},
         {"FLAG_ERROR", FLAG_ERROR, NULL},
         {"DEPTH_SHIFT", DEPTH_SHIFT, NULL},
         {"MAX_DEPTH", MAX_DEPTH, NULL},
@@ -1470,7 +2040,7 @@ read_format_constants(void)
     Py_DECREF(fmt);
     if (rc < 0)
         return -1;
-    long long lo = values[5], hi = values[6];
+    long long lo = values[6], hi = values[7];
     if (lo < 2 * SLOT || hi < lo || hi > 0x7FFFFFFF) {
         PyErr_SetString(PyExc_ImportError,
                         "liteprof.record._core: block sizes in liteprof.log.format out of range");

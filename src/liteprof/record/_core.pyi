@@ -28,7 +28,9 @@ class _ScopeCall:
 
     @property
     def name(self) -> str: ...
-    def __enter__(self) -> _ScopeCall: ...
+    def __enter__(self) -> _ScopeCall:
+        """Entered again while open, it opens a second scope; each exit closes the
+        innermost one still open."""
     def __exit__(
         self,
         et: type[BaseException] | None = ...,
@@ -38,7 +40,11 @@ class _ScopeCall:
     def __call__(self, func: Callable[..., Any]) -> TimedFunction: ...
 
 class Scope:
-    """A named scope made once and entered many times; see ``liteprof.Scope``."""
+    """A named scope made once and entered many times; see ``liteprof.Scope``.
+
+    Its type is named ``liteprof.Scope`` and it pickles as ``liteprof.Scope(name)``: it
+    unpickles with the recorder of the process that loads it.
+    """
 
     name: str
     def __new__(cls, name: str) -> Scope: ...
@@ -89,4 +95,8 @@ def set_clock(clock: Callable[[], int] | None) -> None:
     """Read ``clock()`` (integer nanoseconds) instead of ``CLOCK_MONOTONIC``; ``None`` resets."""
 
 def _stats() -> dict[str, Any]:
-    """Tests only: counters (threads, this thread's frames, freelist, epoch, attached)."""
+    """Tests only: counters (threads; this thread's open frames, lanes other than lane 0 and
+    waiting events; freelist, epoch, attached, clock: tsc/calibrating/monotonic/test)."""
+
+def _forget_warnings() -> None:
+    """Tests only: warn again of the next bad name, as a new process would."""

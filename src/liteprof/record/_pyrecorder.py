@@ -1,11 +1,25 @@
 """The pure-Python recorder: reference twin of the C core ``_core``.
 
-Both backends expose the same names (see ``_core.pyi``) and write the same log format.
-Per thread there is a stack of open frames (``_Frame``) and one mapped block that only
-that thread writes to, so the hot path takes no lock. Each frame remembers the asyncio
-task it was entered in (``None`` outside asyncio), so that scopes of tasks interleaving on
-one thread never nest into each other, and the epoch it was entered in, so that a frame
-opened before a fork, ``disable()`` or a new ``enable()`` never writes.
+Both backends expose the same names (see ``_core.pyi``) and write the same log bytes for
+the same program. Per thread there is one mapped block that only that thread's scopes are
+written to, so the hot path takes no lock, and a set of *lanes*: lane 0 for code outside
+any asyncio task or greenlet, and one per task or greenlet with scopes open. A lane holds
+its stack of open frames (``_Frame``); scopes nest, and charge their time to their parent,
+only within their own thread and lane, so that tasks interleaving on one thread never nest
+into each other, and a scope costs the same however many other tasks hold scopes open.
+
+The lane of running code (``_resolve``) is the current asyncio task (a loop runs in this
+thread and a task is current), else the current greenlet (once ``greenlet`` is imported,
+and not the thread's main greenlet), else lane 0; code run with ``contextvars.Context.run``
+belongs to the lane that runs it. Lane ids count per thread in first-use order (1, 2, ...).
+A lane is forgotten once it has no scope open and is not the current one (the lane of the
+last scope entered or shared scope left), so that flat scopes in one task keep one id and
+finished tasks are not kept alive. The C core follows exactly these rules.
+
+Each frame remembers the epoch it was entered in, so that a frame opened before a fork,
+``disable()`` or a new ``enable()`` never writes. A scope that closes while its thread is
+writing (a signal handler, a ``sys.settrace`` hook or a finalizer run in the middle of it)
+is queued and written right after, never lost or written over.
 """
 
 from __future__ import annotations
@@ -24,31 +38,71 @@ BACKEND = "python"
 
 _SLOT = F.SLOT_SIZE
 _pack_event = F.EVENT_STRUCT.pack_into
+_pack_lane = F.LANE_STRUCT.pack_into
 _EVENT = F.KIND_EVENT
-_ERROR = F.KIND_EVENT | F.FLAG_ERROR
-_MAX_DEPTH = F.MAX_DEPTH
-_DEPTH_SHIFT = F.DEPTH_SHIFT
+_FLAG_ERROR = F.FLAG_ERROR
+_LANE = F.KIND_LANE
+# An event's flags word is worked out when its scope is entered: kind, plus its depth in
+# bits 16-31, one more than its parent's, saturating at MAX_DEPTH.
+_DEPTH_ONE = 1 << F.DEPTH_SHIFT
+_DEPTH_TOP = F.KIND_EVENT | (F.MAX_DEPTH << F.DEPTH_SHIFT)
+# Events that close while their thread's block is busy wait here; beyond this many (a
+# handler that records thousands of scopes while one event is being written) they are
+# dropped.
+_MAX_PENDING = 4096
 
 _clock: Callable[[], int] = time.perf_counter_ns
 _session: Any = None
 _epoch = 0
 _on = False
 _names: dict[str, int] = {}
+_names_get = _names.get
 
 
 class _Local(_thread._local):  # what threading.local is
-    # A class-level default: a thread without state reads None instead of raising
+    # Class-level defaults: a thread without state reads None instead of raising
     # AttributeError, which costs ~0.5 µs when it is raised on every exit.
     s: _ThreadState | None = None
+    # True while this thread is inside a session callback, which holds the writer's lock:
+    # a scope closed there (by a signal handler or a finalizer) must not call back again.
+    cb = False
 
 
 _tls = _Local()
 
 
-class _ThreadState:
-    """One thread's open frames, its block, and its index in the current file."""
+class _Lane:
+    """A lane of one thread: the scopes open in one asyncio task or greenlet (``key``), or,
+    for lane 0 (``key`` None, ``id`` 0), outside any."""
 
-    __slots__ = ("epoch", "mm", "pos", "end", "size", "tidx", "stack", "busy")
+    __slots__ = ("key", "id", "stack")
+
+    def __init__(self, key: Any, ident: int) -> None:
+        self.key = key
+        self.id = ident
+        self.stack: list[_Frame] = []
+
+
+class _ThreadState:
+    """One thread's lanes, its block, and its index in the current file."""
+
+    __slots__ = (
+        "epoch",
+        "mm",
+        "pos",
+        "end",
+        "size",
+        "tidx",
+        "blane",
+        "busy",
+        "pending",
+        "lane0",
+        "cur",
+        "lanes",
+        "nlanes",
+        "thread",
+        "native",
+    )
 
     def __init__(self) -> None:
         self.epoch = -1
@@ -57,10 +111,22 @@ class _ThreadState:
         self.end = 0  # pos >= end: no usable block, take the slow path
         self.size = 0
         self.tidx = -1
-        # True while this thread is inside a session callback (it takes the writer's
-        # lock): a scope closed there by a finalizer or the GC is dropped, not re-entered.
+        self.blane = 0  # the lane in force at ``pos`` in the current block
+        # True while an event is being stored into this thread's block: an event that
+        # closes meanwhile (a signal handler, a trace hook, a finalizer, another thread
+        # closing a scope this thread opened) goes to ``pending`` and is stored right after.
         self.busy = False
-        self.stack: list[_Frame] = []
+        self.pending: list[tuple[int, int, int, int, Any, int]] = []
+        self.lane0 = _Lane(None, 0)
+        self.cur = self.lane0  # the current lane: see the module docstring
+        self.lanes: dict[int, _Lane] = {}  # id(key) -> lane; the lane holds key alive
+        self.nlanes = 0
+        # The thread that owns the state: another thread that closes a scope it opened
+        # may be the one to attach it.
+        import threading  # imported by enable() already (session._prepare)
+
+        self.thread = threading.current_thread()
+        self.native = threading.get_native_id()
 
 
 def _thread_state() -> _ThreadState:
@@ -70,224 +136,350 @@ def _thread_state() -> _ThreadState:
     return st
 
 
-def _no_loop() -> None:
+def _none(*_args: Any) -> None:
     return None
 
 
-# Bound on first use once asyncio is imported; importing asyncio (or _asyncio, which
-# breaks asyncio.current_task when imported first) from liteprof would cost every user.
-_running_loop: Callable[[], Any] = _no_loop
-_current_task: Callable[[], Any] = _no_loop
+_modules = sys.modules
+# Bound on first use once asyncio (greenlet) is imported: importing either from liteprof
+# would cost every user (and importing _asyncio first breaks asyncio.current_task).
+_running_loop: Callable[[], Any] = _none
+_current_task: Callable[[Any], Any] = _none
 _asyncio_bound = False
+_getcurrent: Callable[[], Any] = _none
+_greenlet_bound = False
 
 
 def _bind_asyncio() -> bool:
     global _running_loop, _current_task, _asyncio_bound
-    mod = sys.modules.get("asyncio")
+    mod = _modules.get("asyncio")
     try:
-        _running_loop = mod.events._get_running_loop  # type: ignore[union-attr]
-        _current_task = mod.current_task  # type: ignore[union-attr]
+        running_loop = mod.events._get_running_loop  # type: ignore[union-attr]
+        current_task = mod.current_task  # type: ignore[union-attr]
     except AttributeError:  # not imported, or still importing: no loop can be running
         return False
+    _running_loop, _current_task = running_loop, current_task
     _asyncio_bound = True
     return True
 
 
-def _task() -> Any:
-    """The running asyncio task, or ``None`` (also while asyncio was never imported)."""
-    if not _asyncio_bound and ("asyncio" not in _modules or not _bind_asyncio()):
-        return None
-    if _running_loop() is None:
-        return None
-    return _current_task()
+def _bind_greenlet() -> bool:
+    global _getcurrent, _greenlet_bound
+    try:
+        _getcurrent = _modules["greenlet"].getcurrent
+    except (KeyError, AttributeError):  # still importing
+        return False
+    _greenlet_bound = True
+    return True
 
 
-_modules = sys.modules
+def _resolve(st: _ThreadState) -> _Lane:
+    """The lane of the code running now on this thread; it becomes the current lane."""
+    key = None
+    try:
+        if _asyncio_bound or ("asyncio" in _modules and _bind_asyncio()):
+            loop = _running_loop()
+            if loop is not None:
+                key = _current_task(loop)
+        if key is None and (_greenlet_bound or ("greenlet" in _modules and _bind_greenlet())):
+            g = _getcurrent()
+            if g.parent is not None:  # only a thread's main greenlet has no parent
+                key = g
+    except Exception:  # a broken or half-imported module: no lane, never an error
+        key = None
+    cur = st.cur
+    if cur.key is key:
+        return cur
+    if key is None:
+        lane = st.lane0
+    else:
+        found = st.lanes.get(id(key))  # by identity: a Task subclass may define __eq__
+        if found is None:
+            st.nlanes += 1
+            found = st.lanes[id(key)] = _Lane(key, st.nlanes)
+        lane = found
+    st.cur = lane
+    if not cur.stack and cur.id:
+        _forget(st, cur)
+    return lane
+
+
+def _forget(st: _ThreadState, lane: _Lane) -> None:
+    """Drop an idle lane (no scope open, not current), and with it its key."""
+    if st.lanes.get(id(lane.key)) is lane:
+        del st.lanes[id(lane.key)]
 
 
 class _Frame:
-    """One open scope on a thread's stack.
+    """One open scope in a lane.
 
-    ``scope(name)`` returns a fresh frame, which is found by identity (its ``key`` is
-    ``None``); a shared ``Scope`` pushes a frame whose key is the ``Scope``. A frame refers
-    to its thread's state, so it must never be part of a reference cycle: that would keep
-    a finished thread's block (a mapping and a file descriptor) alive until the next GC.
-    The hot path is written out inline: in pure Python every function call costs as much
-    as the work itself.
+    ``scope(name)`` returns a fresh frame, which is found by identity; a shared ``Scope``
+    pushes a ``_KeyedFrame`` whose key is the ``Scope``. ``flags`` is the event's flags word
+    (kind and nesting depth) worked out at entry. A frame refers to its thread's state, so
+    while it is open there is a cycle (state, lane, stack, frame); it leaves the stack when
+    it closes, so a finished thread's block is not kept alive by one. The hot path is
+    written out inline: in pure Python every function call costs as much as the work
+    itself.
     """
 
-    __slots__ = ("key", "name", "start", "child", "task", "depth", "epoch", "st")
+    __slots__ = ("name", "start", "child", "flags", "epoch", "st", "lane")
 
-    key: Any
+    key: Any = None  # no Scope is None: a scope() frame never matches a Scope's exit
     name: str
     start: int
     child: int
-    task: Any
-    depth: int
+    flags: int
     epoch: int
-    st: _ThreadState
+    st: _ThreadState | None
+    lane: _Lane
 
     def __enter__(self) -> _Frame:
         st = _tls.s
         if st is None:
             st = _thread_state()
-        # The exit uses the entering thread's state without looking it up again. A frame
-        # that a generator carries to another thread still leaves the right stack; its
-        # event goes into the entering thread's block.
+        if self.st is not None:
+            return _reenter(self, st)
         self.st = st
-        stack = st.stack
-        if _asyncio_bound:
-            task = _current_task() if _running_loop() is not None else None
-        elif "asyncio" in _modules:
-            task = _task()
+        if _asyncio_bound:  # the common cases inline: no loop running, or the same task
+            loop = _running_loop()
+            lane = st.cur
+            if loop is not None:
+                task = _current_task(loop)
+                if task is None or lane.key is not task:
+                    lane = _resolve(st)
+            elif lane.id or "greenlet" in _modules:
+                lane = _resolve(st)
+        elif "asyncio" in _modules or "greenlet" in _modules:
+            lane = _resolve(st)
         else:
-            task = None
+            lane = st.lane0
+        self.lane = lane
+        stack = lane.stack
         if stack:
-            top = stack[-1]
-            self.depth = top.depth + 1 if top.task is task else _depth(stack, task)
+            flags = stack[-1].flags
+            self.flags = flags + _DEPTH_ONE if flags < _DEPTH_TOP else flags
         else:
-            self.depth = 0
-        self.task = task
+            self.flags = _EVENT
         self.child = 0
         self.epoch = _epoch
         stack.append(self)
         self.start = _clock()
         return self
 
-    def __exit__(self, et: object, ev: object, tb: object) -> None:
+    def __exit__(self, et: Any = None, ev: object = None, tb: object = None) -> None:
         end = _clock()
-        try:
-            st = self.st
-        except AttributeError:
+        st = self.st
+        if st is None:
             return  # never entered
-        stack = st.stack
+        lane = self.lane
+        stack = lane.stack
+        dur = end - self.start
         if stack and stack[-1] is self:
             del stack[-1]
-            below = len(stack)
-        else:
-            # Out of order: an asyncio task or a suspended generator left its scope while
-            # another one was open above it.
-            try:
-                below = stack.index(self)
-            except ValueError:
-                return
-            del stack[below]
+            if stack:
+                if self.epoch == _epoch:
+                    stack[-1].child += dur
+            elif lane is not st.cur and lane.id:
+                _forget(st, lane)
+        elif not _pop_out_of_order(self, dur, et):
+            return
         if self.epoch != _epoch:
             return  # entered before a fork, disable() or a new enable(): not ours to write
-        dur = end - self.start
-        if below:
-            parent = stack[below - 1]
-            if parent.task is self.task:
-                parent.child += dur
+        # Stored into the block of the thread that entered the scope, whose lanes and depths
+        # it belongs to (a generator may carry a scope to another thread and close it there).
+        flags = self.flags if et is None or not _is_error(et) else self.flags | _FLAG_ERROR
+        if st.busy:
+            _queue(st, (lane.id, self.start, dur, self.child, self.name, flags))
+            return
+        st.busy = True
+        try:
+            try:
+                ident = _names_get(self.name)
+            except Exception:  # a str subclass whose __hash__ or __eq__ raises
+                ident = None
+            pos = st.pos
+            if ident is None or pos >= st.end or st.epoch != _epoch or lane.id != st.blane:
+                event = (lane.id, self.start, dur, self.child, self.name, flags)
+                if not _store(st, *event):
+                    _queue(st, event)
             else:
-                _add_to_parent(stack, below - 1, self.task, dur)
-        # Store the event into the closing thread's block (a generator may carry a scope
-        # to another thread): the same as _write(), inline for speed.
-        cur = _tls.s
-        if cur is None or cur.busy:
-            _write(self.start, dur, self.child, self.name, self.depth, et is not None)
-            return
-        st = cur
-        pos = st.pos
-        try:
-            ident = _names.get(self.name)
-        except TypeError:  # an unhashable name: _write reports the bad name, never raises
-            ident = None
-        if ident is None or pos >= st.end or st.epoch != _epoch:
-            _write(self.start, dur, self.child, self.name, self.depth, et is not None)
-            return
-        depth = self.depth
-        try:
-            _pack_event(
-                st.mm,
-                pos,
-                self.start,
-                dur,
-                self.child,
-                ident,
-                (_EVENT if et is None else _ERROR)
-                | ((depth if depth < _MAX_DEPTH else _MAX_DEPTH) << _DEPTH_SHIFT),
-            )
+                _pack_event(st.mm, pos, self.start, dur, self.child, ident, flags)
+                st.pos = pos + _SLOT
         except (ValueError, TypeError):
-            return  # a concurrent disable() closed the block under us; the event is dropped
-        st.pos = pos + _SLOT
+            pass  # a concurrent disable() closed the block under us; the event is dropped
+        finally:
+            st.busy = False
+        if st.pending:
+            _drain(st)
 
     def __call__(self, func: Any) -> Any:
+        if not isinstance(self.name, str):
+            _bad_name(self.name)
+            return func
         return _decorate(func, self.name)
 
     def __repr__(self) -> str:
         return f"<liteprof.scope {self.name!r}>"
 
 
-def _add_to_parent(stack: list[_Frame], top: int, task: Any, dur: int) -> None:
-    """Charge ``dur`` to the nearest frame at or below index ``top`` in the same task."""
-    for i in range(top, -1, -1):
-        parent = stack[i]
-        if parent.task is task:
-            parent.child += dur
-            return
+class _KeyedFrame(_Frame):
+    """The frame a shared ``Scope`` (``key``) pushes; its exit finds it by key and lane."""
+
+    __slots__ = ("key",)
 
 
-def _depth(stack: list[_Frame], task: Any) -> int:
+def _reenter(frame: _Frame, st: _ThreadState) -> _Frame:
+    """``with s: with s:`` of one ``scope()`` object: each entry is a scope of its own.
+
+    The frame of the entry still open is moved to a ``_KeyedFrame`` keyed by ``frame`` (it
+    closes when ``frame`` is left once more), and ``frame`` is entered afresh.
+    """
+    old = frame.lane.stack
+    for i in range(len(old) - 1, -1, -1):
+        if old[i] is frame:
+            outer = _KeyedFrame.__new__(_KeyedFrame)
+            outer.key = frame
+            for field in _Frame.__slots__:
+                setattr(outer, field, getattr(frame, field))
+            old[i] = outer
+            break
+    frame.st = None
+    return frame.__enter__()
+
+
+def _pop_out_of_order(frame: _Frame, dur: int, et: Any) -> bool:
+    """Take ``frame`` out of its lane when it is not on top (an asyncio task or a suspended
+    generator left its scope while another one was open above it), charging its time to
+    the frame below it. False when it is not open: then, for a re-entered ``scope()``
+    object, its outer entry closes instead (see ``_reenter``)."""
+    st = frame.st
+    assert st is not None
+    lane = frame.lane
+    stack = lane.stack
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i].task is task:
-            return stack[i].depth + 1
-    return 0
-
-
-def _pop_shared(key: Any, et: object) -> None:
-    """Exit of a shared ``Scope``: find its innermost frame in the current task."""
-    st = _tls.s
-    if st is None or not st.stack:
-        return
-    stack = st.stack
-    task = _task()
+        if stack[i] is frame:
+            del stack[i]
+            if i:
+                if frame.epoch == _epoch:
+                    stack[i - 1].child += dur
+            elif not stack and lane.id and lane is not st.cur:
+                _forget(st, lane)
+            return True
     for i in range(len(stack) - 1, -1, -1):
-        frame = stack[i]
-        if frame.key is key and frame.task is task:
-            frame.__exit__(et, None, None)
-            return
+        if stack[i].key is frame:
+            stack[i].__exit__(et, None, None)
+            break
+    return False
 
 
-def _write(start: int, dur: int, child: int, name: str, depth: int, error: bool) -> None:
-    st = _thread_state()
-    if st.busy:
-        return
-    st.busy = True
+def _is_error(et: Any) -> bool:
+    """Whether leaving a scope with exception type ``et`` counts as an error.
+
+    Every exception does (``KeyboardInterrupt`` and ``SystemExit`` too: the block did not
+    run to its end) except ``GeneratorExit``, which is how a generator is closed when its
+    consumer stops early, a normal end of its iteration.
+    """
     try:
-        if st.epoch != _epoch:
-            if not _attach(st):
-                return
+        return not issubclass(et, GeneratorExit)
+    except TypeError:  # not a class: called by hand with an exception instance, say
+        return not isinstance(et, GeneratorExit)
+
+
+def _queue(st: _ThreadState, event: tuple[int, int, int, int, Any, int]) -> None:
+    """(lane id, start, dur, child, name, flags) of an event to store later."""
+    if len(st.pending) < _MAX_PENDING:
+        st.pending.append(event)
+
+
+def _drain(st: _ThreadState) -> None:
+    """Store the events that closed while this thread's block was busy, oldest first."""
+    while st.pending and not st.busy:
+        st.busy = True
         try:
-            ident = _names.get(name)
-        except TypeError:
-            # Unhashable, so not a str: name_id() below reports the bad name as a
-            # recording failure (one warning, recording stops) instead of dropping it here.
-            ident = None
-        if ident is None:
-            session = _session  # read once: another thread's disable() may clear it
-            names = _names
-            if session is None:
-                return
+            if _store(st, *st.pending[0]):
+                del st.pending[0]
+            else:
+                break  # needs a session callback, and this thread is inside one: later
+        except (ValueError, TypeError, OSError):
+            del st.pending[0]
+        finally:
+            st.busy = False
+
+
+def _store(
+    st: _ThreadState,
+    lid: int,
+    start: int,
+    dur: int,
+    child: int,
+    name: Any,
+    flags: int,
+) -> bool:
+    """The slow path of one event: attach the thread, define the name, take a new block,
+    put a lane slot before it; the caller holds ``st.busy``. False: it needs a session
+    callback while this thread is inside one (the caller queues it for later)."""
+    if st.epoch != _epoch:
+        if _tls.cb:
+            return False
+        if not _attach(st):
+            return True
+    if type(name) is not str:
+        if not isinstance(name, str):
+            _bad_name(name)
+            return True
+        name = str.__str__(name)  # a str subclass: its value, never its own __hash__/__eq__
+    ident = _names.get(name)
+    if ident is None:
+        session = _session  # read once: another thread's disable() may clear it
+        names = _names
+        if session is None:
+            return True
+        if _tls.cb:
+            return False
+        _tls.cb = True
+        try:
             ident = session.name_id(name)
-            if ident < 0 or session is not _session:
-                return  # a new enable() meanwhile: that id belongs to the old file
-            names[name] = ident
-        pos = st.pos
-        if pos >= st.end:
-            if not _next_block(st):
-                return
-            pos = st.pos
-        flags = (_ERROR if error else _EVENT) | (
-            (depth if depth < _MAX_DEPTH else _MAX_DEPTH) << _DEPTH_SHIFT
-        )
-        _pack_event(st.mm, pos, start, dur, child, ident, flags)
-        st.pos = pos + _SLOT
-    except (ValueError, TypeError, OSError):
-        # A concurrent disable() closed the block under us; the event is dropped.
+        finally:
+            _tls.cb = False
+        if ident < 0 or session is not _session:
+            return True  # a new enable() meanwhile: that id belongs to the old file
+        names[name] = ident
+        if st.epoch != _epoch:
+            return True
+    need = _SLOT if lid == st.blane else 2 * _SLOT
+    if st.pos + need > st.end:
+        if _tls.cb:
+            return False
+        if not _next_block(st):
+            return True
+        need = _SLOT if lid == st.blane else 2 * _SLOT
+    pos = st.pos
+    mm = st.mm
+    if need != _SLOT:
+        _pack_lane(mm, pos, lid, _LANE)
+        st.blane = lid
+        pos += _SLOT
+    _pack_event(mm, pos, start, dur, child, ident, flags)
+    st.pos = pos + _SLOT
+    return True
+
+
+_bad_name_warned = False
+
+
+def _bad_name(name: object) -> None:
+    """A scope name that is not a str costs that event only: one warning per process."""
+    global _bad_name_warned
+    if _bad_name_warned:
         return
-    finally:
-        st.busy = False
+    _bad_name_warned = True
+    import logging
+
+    logging.getLogger("liteprof").warning(
+        "liteprof: scope name must be str, not %s: such events are not recorded "
+        "(warned once per process)",
+        type(name).__name__,
+    )
 
 
 def _attach(st: _ThreadState) -> bool:
@@ -295,10 +487,11 @@ def _attach(st: _ThreadState) -> bool:
     session = _session
     if session is None or not _on:
         return False
-    import threading  # imported by enable() already (session._prepare)
-
-    thread = threading.current_thread()
-    tidx = session.thread(threading.get_native_id(), thread.name)
+    _tls.cb = True
+    try:
+        tidx = session.thread(st.native, st.thread.name)
+    finally:
+        _tls.cb = False
     if tidx < 0 or session is not _session:
         return False
     st.tidx = tidx
@@ -316,17 +509,22 @@ def _next_block(st: _ThreadState) -> bool:
     old = st.mm
     if old is not None:
         st.size = min(st.size * 2, F.MAX_BLOCK)
-    mm = session.block(st.tidx, st.size)
     st.mm = None
-    if old is not None:
-        session.release(old)
-    if mm is None:
+    st.pos = st.end = 0
+    _tls.cb = True
+    try:
+        mm = session.block(st.tidx, st.size)
+        if old is not None:
+            session.release(old)
+    finally:
+        _tls.cb = False
+    if mm is None or session is not _session:
         st.epoch = -1
-        st.pos = st.end = 0
         return False
     st.mm = mm
     st.pos = _SLOT
     st.end = len(mm)  # the writer may round the size up
+    st.blane = 0  # every block starts in lane 0
     return True
 
 
@@ -358,7 +556,7 @@ def scope(name: str) -> Any:
     if _on:
         frame = _new(_Frame)  # no __init__: a Python-level call saved per scope
         frame.name = name
-        frame.key = None  # its own key; a reference to itself would be a cycle
+        frame.st = None  # not entered
         return frame
     return NOOP
 
@@ -375,27 +573,41 @@ class Scope:
 
     def __enter__(self) -> Scope:
         if _on:
-            frame = _new(_Frame)
+            frame = _new(_KeyedFrame)
             frame.name = self.name
             frame.key = self
+            frame.st = None
             frame.__enter__()
         return self
 
-    def __exit__(self, et: object, ev: object, tb: object) -> None:
+    def __exit__(self, et: Any = None, ev: object = None, tb: object = None) -> None:
         st = _tls.s
         if st is None:
             return
-        stack = st.stack
+        if _asyncio_bound:  # as in _Frame.__enter__
+            loop = _running_loop()
+            lane = st.cur
+            if loop is not None:
+                task = _current_task(loop)
+                if task is None or lane.key is not task:
+                    lane = _resolve(st)
+            elif lane.id or "greenlet" in _modules:
+                lane = _resolve(st)
+        elif "asyncio" in _modules or "greenlet" in _modules:
+            lane = _resolve(st)
+        else:
+            lane = st.lane0
+        stack = lane.stack
         if stack:
             top = stack[-1]
-            if top.key is self and top.task is (
-                (_current_task() if _running_loop() is not None else None)
-                if _asyncio_bound
-                else None
-            ):
+            if top.key is self:
                 top.__exit__(et, ev, tb)
-            else:
-                _pop_shared(self, et)
+                return
+            for i in range(len(stack) - 2, -1, -1):
+                frame = stack[i]
+                if frame.key is self:
+                    frame.__exit__(et, ev, tb)
+                    return
 
     def __call__(self, func: Any) -> Any:
         return _decorate(func, self.name)
@@ -403,10 +615,28 @@ class Scope:
     def __repr__(self) -> str:
         return f"liteprof.Scope({self.name!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _public_scope(), (self.name,)
+
+
+# Pickled as liteprof.Scope, whichever backend made it: it unpickles with the recorder of
+# the process that loads it.
+Scope.__module__ = "liteprof"
+Scope.__qualname__ = "Scope"
+
+
+def _public_scope() -> Any:
+    mod = _modules.get("liteprof")
+    public = getattr(mod, "Scope", None)
+    return public if public is not None else Scope
+
 
 def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Wrap a plain (synchronous) callable so each call is one event named ``name``."""
     import functools
+
+    if not isinstance(name, str):
+        raise TypeError(f"scope name must be str, not {type(name).__name__}")
 
     @functools.wraps(func)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
@@ -414,7 +644,7 @@ def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
             return func(*args, **kwargs)
         frame = _new(_Frame)
         frame.name = name
-        frame.key = None  # its own key; a reference to itself would be a cycle
+        frame.st = None
         frame.__enter__()
         try:
             result = func(*args, **kwargs)
@@ -428,10 +658,11 @@ def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def start(session: Any) -> None:
-    """Start recording into ``session`` (see ``_api._Session``)."""
-    global _session, _on, _epoch, _names
+    """Start recording into ``session`` (see ``session.Session``)."""
+    global _session, _on, _epoch, _names, _names_get
     _epoch += 1
     _names = {}
+    _names_get = _names.get
     _session = session
     _on = True
 
@@ -450,16 +681,21 @@ def active() -> bool:
 
 def after_fork_child() -> None:
     """In a forked child: forget the parent's file and every frame opened before the fork."""
-    global _session, _on, _epoch, _names
+    global _session, _on, _epoch, _names, _names_get, _bad_name_warned
     _epoch += 1
     _names = {}
+    _names_get = _names.get
     _session = None
     _on = False
+    _bad_name_warned = False  # a new process: it warns once of its own
     st = getattr(_tls, "s", None)
     if st is not None:
         st.mm = None
         st.epoch = -1
         st.pos = st.end = 0
+        st.busy = False
+        st.pending = []
+    _tls.cb = False
 
 
 def _default_decorate(func: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -479,3 +715,20 @@ def set_clock(clock: Callable[[], int] | None) -> None:
     """Use ``clock`` (integer nanoseconds) instead of the monotonic clock; ``None`` resets."""
     global _clock
     _clock = time.perf_counter_ns if clock is None else clock
+
+
+def _stats() -> dict[str, Any]:
+    """Tests only: counters of this thread's state (as ``_core._stats``)."""
+    st = _tls.s
+    lanes = [] if st is None else [st.lane0, *st.lanes.values()]
+    return {
+        "frames": sum(len(lane.stack) for lane in lanes),
+        "lanes": len(lanes) - 1 if lanes else 0,
+        "pending": 0 if st is None else len(st.pending),
+    }
+
+
+def _forget_warnings() -> None:
+    """Tests only: warn again of the next bad name, as a new process would."""
+    global _bad_name_warned
+    _bad_name_warned = False
