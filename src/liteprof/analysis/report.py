@@ -16,7 +16,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 from itertools import compress, repeat
-from operator import getitem
+from operator import getitem, itemgetter
 from typing import Any, Callable
 
 import numpy as np
@@ -95,8 +95,21 @@ def _rows(fields: tuple[tuple[str, str], ...], n: int, columns: Callable[..., An
     return Rows([f for f, _ in fields], [k for _, k in fields], n, columns)
 
 
-def _pick(names: list[str], index: np.ndarray) -> list[str]:
-    return [names[i] for i in index.tolist()]
+def _pick(items: list[Any], index: np.ndarray) -> list[Any]:
+    """``[items[i] for i in index]``, at C speed (``itemgetter``)."""
+    if index.size == 0:
+        return []
+    if index.size == 1:
+        return [items[int(index[0])]]
+    return list(itemgetter(*index.tolist())(items))
+
+
+def _ratios(num: np.ndarray, den: np.ndarray) -> list[float]:
+    """``[n / d ...]`` as Python computes it: numpy's division is the same (correctly
+    rounded) where both fit a float exactly, below 2**53; Python ints otherwise."""
+    if num.dtype != object and (num.size == 0 or int(num.max()) < 1 << 53):
+        return (num / den).tolist()  # type: ignore[no-any-return]
+    return [n / d for n, d in zip(num.tolist(), den.tolist())]
 
 
 def _lister(index: np.ndarray) -> Callable[[np.ndarray], list[Any]]:
@@ -190,20 +203,21 @@ class _Analysis:
     ) -> Rows[ScopeRow]:
         """Scope rows: row ``i`` is name ``name_index[i]`` with the statistics in row
         ``stat_row[i]`` of ``table``; ``describe(a, b)`` gives the ``extra`` columns."""
-        names, group_names, group_of_name = self.names, self.group_names, self.group_of_name
+        names, group_of_name = self.names, self.group_of_name
+        group_or_none = [*self.group_names, None]  # index -1: no group
 
         def columns(a: int, b: int) -> list[list[Any]]:
             idx = name_index[a:b]
-            at = _lister(stat_row[a:b])
-            count, total = at(table.count), at(table.total)
+            rows = stat_row[a:b]
+            at = _lister(rows)
             cols: list[list[Any]] = [
                 _pick(names, idx),
-                [group_names[g] if g >= 0 else None for g in group_of_name[idx].tolist()],
-                count,
+                _pick(group_or_none, group_of_name[idx]),
+                at(table.count),
                 at(table.errors),
-                total,
+                at(table.total),
                 at(table.self_ns),
-                [t / c for t, c in zip(total, count)],
+                _ratios(table.total[rows], table.count[rows]),
                 at(table.min),
                 at(table.p50),
                 at(table.p90),
@@ -359,7 +373,7 @@ class _Analysis:
                 return [
                     _pick(names, o_name[sl]),
                     t,
-                    [x / whole if whole else 0.0 for x in t],
+                    _ratios(o_total[sl], np.full(b - a, whole)) if whole else [0.0] * len(t),
                     [None] * len(t)
                     if o_parent is None
                     else [names[p] if p >= 0 else None for p in o_parent[sl].tolist()],

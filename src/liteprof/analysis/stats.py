@@ -119,16 +119,23 @@ def _sorted_by_key(key: np.ndarray, n_keys: int, values: np.ndarray) -> np.ndarr
     ns): then one sort of ``key << bits | value``, the fastest way numpy has. Otherwise a
     lexicographic sort.
     """
-    vmax = int(values.max())
-    bits = max(1, vmax.bit_length())
-    if max(0, n_keys - 1).bit_length() + bits <= 63:
-        packed = key.astype(np.int64)
-        packed <<= bits
-        packed |= values
-        packed.sort()
-        packed &= (1 << bits) - 1
-        return packed
-    return values[np.lexsort((values, key))]
+    packed = _packed(key, n_keys, values)
+    if packed is None:
+        return values[np.lexsort((values, key))]
+    packed.sort()
+    packed &= (1 << max(1, int(values.max()).bit_length())) - 1
+    return packed
+
+
+def _packed(key: np.ndarray, n_keys: int, values: np.ndarray) -> np.ndarray | None:
+    """``key << bits | values`` (int64, a new array) where both fit, else ``None``."""
+    bits = max(1, int(values.max()).bit_length())
+    if max(0, n_keys - 1).bit_length() + bits > 63:
+        return None
+    packed = key.astype(np.int64)
+    packed <<= bits
+    packed |= values
+    return packed
 
 
 def sums_by_key(key: np.ndarray, n_keys: int, values: np.ndarray) -> np.ndarray:

@@ -48,6 +48,8 @@ def _number_pairs(key: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
         seen[key] = True
         distinct = np.flatnonzero(seen)
         del seen
+        if distinct.size == span:  # every key occurs: each is its own number
+            return distinct, key
         lut = np.empty(span, dtype=key.dtype)
         lut[distinct] = np.arange(distinct.size, dtype=key.dtype)
         return distinct, lut[key]
@@ -81,13 +83,15 @@ def build_nodes(ev: Events) -> Nodes:
     node = np.full(n, -1, dtype=idx)
     # Events are taken outermost first; an event whose parent is not a row, or was not
     # numbered before it (a hand-made column whose depths disagree), starts a path.
+    below = depth > 0
     linked = parent >= 0
     if n and int(parent.max()) >= n:
         linked &= parent < n
-    linked &= depth > 0
+    linked &= below
     # An event that starts a path below depth 0 (its parent never closed: a crash, a
     # damaged log) can repeat, at another depth, a path that others reach: merged below.
-    merge = bool(np.any(~linked & (depth > 0)))
+    merge = int(np.count_nonzero(below)) != int(np.count_nonzero(linked))
+    del below
     roots = np.flatnonzero(~linked)
     names, node[roots] = _number_pairs(name[roots], n_names)
     del roots
