@@ -532,3 +532,31 @@ def test_many_names_one_event_each() -> None:
     seen = dict.fromkeys(n.split(":")[0] for n in names if ":" in n)
     assert [g["group"] for g in report["groups"]] == list(seen)
     assert sum(len(g["scopes"]) for g in report["groups"]) == n - len(range(0, n, 3))
+
+
+def test_group_totals_beyond_int64_stay_exact() -> None:
+    """Forged durations near 2**62: the group's total (2**64 and more) and each share are
+    those of exact integers."""
+    big = 1 << 62
+    n = 6
+    dur = np.full(n, big, np.int64)
+    ev = Events(
+        sources=["forged"],
+        names=["G:a", "G:b"],
+        name=np.array([0, 1] * 3, np.int32),
+        start=np.zeros(n, np.int64),
+        dur=dur,
+        self_ns=dur,
+        depth=np.zeros(n, np.int32),
+        error=np.zeros(n, np.bool_),
+        proc=np.zeros(n, np.int32),
+        thread=np.zeros(n, np.int32),
+        lane=np.zeros(n, np.int32),
+        parent=np.full(n, -1, np.int64),
+    )
+    report = build_report(ev)
+    (group,) = report["groups"]
+    assert group["total_ns"] == 6 * big
+    assert [(s["total_ns"], s["share"]) for s in group["scopes"]] == [(3 * big, 0.5)] * 2
+    assert [n["total_ns"] for n in report["tree"]] == [3 * big, 3 * big]
+    assert json.loads(render(report, "json"))["groups"][0]["total_ns"] == 6 * big

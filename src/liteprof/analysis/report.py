@@ -107,7 +107,8 @@ def _pick(items: list[Any], index: np.ndarray) -> list[Any]:
 def _ratios(num: np.ndarray, den: np.ndarray) -> list[float]:
     """``[n / d ...]`` as Python computes it: numpy's division is the same (correctly
     rounded) where both fit a float exactly, below 2**53; Python ints otherwise."""
-    if num.dtype != object and (num.size == 0 or int(num.max()) < 1 << 53):
+    exact = num.dtype != object and den.dtype != object
+    if exact and (num.size == 0 or max(int(num.max()), int(den.max())) < 1 << 53):
         return (num / den).tolist()  # type: ignore[no-any-return]
     return [n / d for n, d in zip(num.tolist(), den.tolist())]
 
