@@ -158,10 +158,14 @@ def test_perfetto_async_tasks_overlap_on_tracks_of_their_own(tmp_path: Any) -> N
     assert by_name["Main:tick"].depth == 1
 
 
-def test_perfetto_scope_open_across_chunks(tmp_path: Any) -> None:
+def test_perfetto_scope_open_across_chunks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A root scope around 3000 events, read by the streaming reader in many chunks
-    (small blocks): its begin comes after its children in the file, and the nesting
-    still comes out right."""
+    (small blocks, small chunks): its begin comes after its children in the file, and
+    the nesting still comes out right."""
+    from liteprof.cli import main
+    from liteprof.exporters import source
+
+    monkeypatch.setattr(source, "CHUNK_SLOTS", 250)
     events: list[Ev] = []
     t = 10
     for i in range(1000):
@@ -171,7 +175,12 @@ def test_perfetto_scope_open_across_chunks(tmp_path: Any) -> None:
     events.append(Ev("outer", 5, t, depth=0))
     logs = os.path.join(str(tmp_path), "chunks")
     write_log(logs, {"MainThread": events}, block_slots=97)
-    trace = perfetto_slices(_export(tmp_path, logs, "perfetto"))
+    chunks: list[int] = []
+    source.stream([logs], lambda chunk: chunks.append(chunk.records))
+    assert len(chunks) > 5 and sum(chunks) == len(events)
+    out = os.path.join(str(tmp_path), "chunks.pftrace")
+    assert main(["export", logs, "--format", "perfetto", "-o", out]) == 0
+    trace = perfetto_slices(out)
     assert trace.unmatched_ends == 0 and trace.open_at_end == 0
     expected = _expected(logs)
     assert _by_key(trace.slices) == Counter((e["name"], e["ts"], e["dur"]) for e in expected)
@@ -179,6 +188,65 @@ def test_perfetto_scope_open_across_chunks(tmp_path: Any) -> None:
     assert all(s.depth == depth[s.name] for s in trace.slices)
     errors = sum(1 for s in trace.slices if s.category == "error")
     assert errors == sum(1 for e in expected if e["error"])
+
+
+def _tasks_and_threads(directory: str) -> str:
+    """Two threads, asyncio lanes that interleave, several small blocks."""
+    events: list[Ev] = []
+    t = 0
+    for i in range(300):
+        lane = 1 + i % 3
+        events.append(Ev("Job:leaf", t + 1, 2, depth=1, lane=lane))
+        events.append(Ev(f"Job:{lane}", t, 5, depth=0, lane=lane, error=i % 11 == 0))
+        events.append(Ev("Loop:tick", t + 6, 1, depth=0))
+        t += 10
+    other = [Ev("Worker:step", 5 * i, 3, depth=0) for i in range(500)]
+    write_log(directory, {"MainThread": events, "worker": other}, block_slots=61)
+    return directory
+
+
+def test_stream_gives_the_readers_events(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streaming reader's chunks, joined, are ``read_logs``' events (what a reader
+    change must keep: the exporters rely on both)."""
+    import numpy as np
+
+    from liteprof.exporters import source
+
+    monkeypatch.setattr(source, "CHUNK_SLOTS", 128)
+    logs = _tasks_and_threads(os.path.join(str(tmp_path), "mixed"))
+    _tasks_log(logs)  # a second file in the directory
+    whole = read_logs([logs])
+    chunks: list[Any] = []
+    meta = source.stream([logs], chunks.append)
+    assert len(chunks) > 10
+    assert sum(c.records for c in chunks) == whole.records
+    for key in ("start", "dur", "self_ns", "depth", "error", "lane"):
+        joined = np.concatenate([getattr(c, key) for c in chunks])
+        assert np.array_equal(joined, getattr(whole, key)), key
+    names = [meta.names[i] for c in chunks for i in c.name.tolist()]
+    assert names == [whole.names[i] for i in whole.name.tolist()]
+    threads = [(meta.threads[i]["tid"], meta.threads[i]["name"]) for c in chunks for i in c.thread]
+    assert threads == [(whole.threads[i]["tid"], whole.threads[i]["name"]) for i in whole.thread]
+    procs = [meta.processes[i]["path"] for c in chunks for i in c.proc]
+    assert procs == [whole.processes[i]["path"] for i in whole.proc]
+    assert (meta.first_ns, meta.last_ns, meta.skipped) == (
+        whole.first_ns,
+        whole.last_ns,
+        whole.skipped,
+    )
+    # And the trace of it: every event a slice, each task on its track.
+    from liteprof.cli import main
+
+    out = os.path.join(str(tmp_path), "mixed.pftrace")
+    assert main(["export", logs, "--format", "perfetto", "-o", out]) == 0
+    trace = perfetto_slices(out)
+    assert trace.unmatched_ends == 0 and trace.open_at_end == 0
+    expected = _expected(logs)
+    assert _by_key(trace.slices) == Counter((e["name"], e["ts"], e["dur"]) for e in expected)
+    for lane in (1, 2, 3):
+        tracks = {s.track for s in trace.slices if s.name == f"Job:{lane}"}
+        assert len(tracks) == 1
+        assert trace.track_name(tracks.pop()) == f"MainThread task {lane}"
 
 
 def test_perfetto_is_compact(tmp_path: Any) -> None:

@@ -106,6 +106,7 @@ def export(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     window = Window(args.since, args.until, args.min_dur, args.name)
     exporter: Any = cls(args.endpoint) if fmt == "otlp" else cls()
     if cls.streams:
+        source.keep_freed_memory()
         wants_origin = hasattr(exporter, "origin_ns")
         first = source.first_start(paths) if window.needs_first or wants_origin else None
         if wants_origin:

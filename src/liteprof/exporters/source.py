@@ -21,7 +21,7 @@ from ..log import format as F
 from ..log import reader as R
 from ..log.errors import LogError
 from ..log.events import COLUMNS, Events
-from ..log.scan import header_never_written
+from ..log.scan import BlockMap, Metadata, header_never_written, read_metadata, rescan, slot_count
 from .base import Window
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -57,63 +57,195 @@ def binary_files(paths: list[str]) -> list[str]:
     return files
 
 
-def stream(paths: list[str], sink: Callable[[Events], None]) -> Events:
-    """Read the binary logs ``paths`` one file at a time into ``sink``.
+CHUNK_SLOTS = 1 << 16
+"""Slots of a file read into one chunk (8 MiB): what a streaming exporter holds at once."""
 
-    Each chunk is one file's events as ``read_logs`` gives them, renumbered into the
-    name, process and thread tables of all files so far (which only grow). Returns an
-    ``Events`` without rows holding those tables, ``skipped``, ``first_ns`` and
+
+class _Tables:
+    """The name, process and thread tables shared by every chunk of one export."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.processes: list[dict[str, Any]] = []
+        self.threads: list[dict[str, Any]] = []
+        self.skipped = 0
+        self.first: int | None = None
+        self.last: int | None = None
+
+    def lut(self, names: list[str]) -> np.ndarray:
+        """Indices into ``self.names`` of ``names`` (added where new)."""
+        out = np.empty(len(names), np.int32)
+        for i, name in enumerate(names):
+            found = self.index.get(name)
+            if found is None:
+                found = self.index[name] = len(self.names)
+                self.names.append(name)
+            out[i] = found
+        return out
+
+    def span(self, first: int | None, last: int | None) -> None:
+        if first is not None:
+            self.first = first if self.first is None else min(self.first, first)
+        if last is not None:
+            self.last = last if self.last is None else max(self.last, last)
+
+    def chunk(self, cols: dict[str, np.ndarray]) -> Events:
+        return _events(self.sources, self.names, self.processes, self.threads, cols)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse (Linux; elsewhere nothing).
+
+    A streaming exporter makes the same few arrays of a chunk's size for every chunk;
+    by default glibc maps each afresh and hands it back when freed, so every chunk pays
+    its page faults again (a third of an export's time). Raising the mmap and trim
+    thresholds keeps those pages in the process, which only holds a few chunks' worth.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    for option, value in ((-1, 256 << 20), (-3, 256 << 20)):  # M_TRIM_, M_MMAP_THRESHOLD
+        try:
+            mallopt(option, value)
+        except Exception:  # noqa: BLE001 - a hint; never a failure
+            return
+
+
+def stream(paths: list[str], sink: Callable[[Events], None]) -> Events:
+    """Read the binary logs ``paths`` into ``sink`` a chunk at a time, keeping none.
+
+    A chunk is consecutive rows of one file (at most ``CHUNK_SLOTS`` slots' worth), so
+    each thread's events arrive in the order they closed; its tables are those of all
+    files so far (they only grow) and ``parent`` is -1 (linking needs a whole file).
+    Returns an ``Events`` without rows holding the tables, ``skipped``, ``first_ns`` and
     ``last_ns``.
     """
-    sources = [os.fspath(p) for p in paths]
-    names: list[str] = []
-    index: dict[str, int] = {}
-    processes: list[dict[str, Any]] = []
-    threads: list[dict[str, Any]] = []
-    skipped = 0
-    first: int | None = None
-    last: int | None = None
+    tables = _Tables([os.fspath(p) for p in paths])
     seen: set[tuple[int, int]] = set()
-    for path in binary_files(sources):
-        st = os.stat(path)
-        if (st.st_dev, st.st_ino) in seen:
-            continue  # named twice (a directory and a file in it): read once
-        seen.add((st.st_dev, st.st_ino))
-        one = R.read_logs([path])
-        skipped += one.skipped
-        if one.first_ns is not None:
-            first = one.first_ns if first is None else min(first, one.first_ns)
-        if one.last_ns is not None:
-            last = one.last_ns if last is None else max(last, one.last_ns)
-        lut = np.empty(len(one.names), np.int32)
-        for i, name in enumerate(one.names):
-            found = index.get(name)
-            if found is None:
-                found = index[name] = len(names)
-                names.append(name)
-            lut[i] = found
-        proc_base, thread_base = len(processes), len(threads)
-        processes.extend(one.processes)
-        threads.extend(dict(t, proc=int(t["proc"]) + proc_base) for t in one.threads)
-        if one.records == 0:
-            continue
-        cols = {
-            "name": lut[one.name],
-            "start": one.start,
-            "dur": one.dur,
-            "self_ns": one.self_ns,
-            "depth": one.depth,
-            "error": one.error,
-            "proc": np.asarray(one.proc, np.int32) + proc_base,
-            "thread": np.asarray(one.thread, np.int32) + thread_base,
-            "lane": np.asarray(one.lane),
-            "parent": one.parent,
-        }
-        sink(_events(sources, names, processes, threads, cols))
-    empty = {key: np.zeros(0, dtype) for key, dtype in COLUMNS}
-    out = _events(sources, names, processes, threads, empty)
-    out.skipped, out.first_ns, out.last_ns = skipped, first, last
+    for path in binary_files(tables.sources):
+        _stream_file(path, tables, seen, sink)
+    out = tables.chunk({key: np.zeros(0, dtype) for key, dtype in COLUMNS})
+    out.skipped, out.first_ns, out.last_ns = tables.skipped, tables.first, tables.last
     return out
+
+
+def _stream_file(
+    path: str, tables: _Tables, seen: set[tuple[int, int]], sink: Callable[[Events], None]
+) -> None:
+    """One binary log, chunk by chunk, decoded by the reader's own steps (its
+    ``_cut_chunk``, ``_map_names``...), with the metadata read first: the events of a
+    finished log are all defined by then."""
+    with R._open(path) as fh:
+        try:
+            st = os.fstat(fh.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if identity in seen:
+                return  # named twice (a directory and a file in it): read once
+            seen.add(identity)
+            if fh.read(len(F.MAGIC)) != F.MAGIC:
+                tables.skipped += 1  # a header that never got written
+                return
+            log = R._walk_open(fh, path, identity)
+            _stream_open(fh, log, tables, sink)
+        except OSError as exc:
+            raise LogError(f"cannot read {path}: {R._reason(exc)}") from None
+
+
+def _stream_open(fh: Any, log: Any, tables: _Tables, sink: Callable[[Events], None]) -> None:
+    header, blocks = log.header, log.blocks
+    proc = len(tables.processes)
+    info = header.process(log.path)
+    tables.processes.append(info)
+    tables.skipped += blocks.skipped
+    nslots, tail = slot_count(log.size)
+    if tail:
+        fh.seek(F.HEADER_SIZE + nslots * F.SLOT_SIZE)
+        if any(fh.read(tail)):
+            tables.skipped += 1
+    meta = Metadata()
+    complete = BlockMap(meta_blocks=[m for m in blocks.meta_blocks if m[0] - 1 < blocks.end])
+    read_metadata(fh, complete, meta)
+    read_metadata(fh, rescan(fh, blocks), meta)
+    tables.skipped += meta.skipped
+    thread_ids: dict[int, int] = {}
+    for ident, (tid, tname) in meta.threads.items():
+        thread_ids[ident] = len(tables.threads)
+        tables.threads.append({"proc": proc, "tid": tid, "name": tname})
+    anchor = header.wall_of(0) or 0
+    lane_index: dict[int, int] = {}
+    segments = sorted(blocks.segments, key=lambda s: (s[2], s[0]))
+    buf = np.empty(min(R._CHUNK_SLOTS, max(blocks.capacity, 1)), R.SLOT_DTYPE)
+    records = 0
+    batch: list[tuple[int, int, int]] = []
+    size = 0
+    for i, seg in enumerate(segments):
+        batch.append(seg)
+        size += seg[1] - seg[0]
+        if size < CHUNK_SLOTS and i + 1 < len(segments):
+            continue
+        b = R.Builder()
+        b.reserve(size)
+        rows = R._FileRows(first_row=0, pieces=[])
+        cols = {key: b.column(key) for key in ("start", "dur", "self_ns", "name", "depth", "error")}
+        for first, end, owner in batch:  # as reader._read_events, block by block
+            piece_lo = b.n
+            rows.lane_now = 0  # every block starts in lane 0
+            while first < end:
+                count = min(end - first, buf.shape[0])
+                fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
+                view = memoryview(buf[:count]).cast("B")  # type: ignore[arg-type]
+                got = (fh.readinto(view) or 0) // F.SLOT_SIZE
+                if got == 0:
+                    break
+                b.n += R._cut_chunk(buf[:got], b, cols, rows, lane_index, anchor)
+                first += got
+            if b.n > piece_lo:
+                rows.pieces.append((piece_lo, b.n, owner))
+        batch, size = [], 0
+        n = b.n
+        b.put("proc", 0, n, proc)
+        if not rows.lanes:
+            b.put("lane", 0, n, 0)
+        for lo, hi, owner in rows.pieces:
+            b.put("thread", lo, hi, thread_ids.get(owner, -1))
+        b.put("parent", 0, n, -1)
+        undefined = R._map_names(b, 0, n, meta.names)
+        if undefined or any(owner not in thread_ids for _, _, owner in rows.pieces):
+            kept = R._drop_undefined(b, 0, n)
+            b.skipped += n - kept
+            n = b.n = kept
+            rows.lo, rows.hi = R._span(b, 0, n, anchor)
+        tables.skipped += b.skipped
+        records += n
+        if n == 0:
+            continue
+        if header.wall_of(0) is not None and rows.lo is not None and rows.hi is not None:
+            tables.span(rows.lo + anchor, rows.hi + anchor)
+        one = b.build()
+        lut = tables.lut(one.names)
+        sink(
+            tables.chunk(
+                {
+                    "name": lut[one.name],
+                    "start": one.start,
+                    "dur": one.dur,
+                    "self_ns": one.self_ns,
+                    "depth": one.depth,
+                    "error": one.error,
+                    "proc": np.full(n, proc, np.int32),
+                    "thread": np.asarray(one.thread, np.int32),  # already global
+                    "lane": np.asarray(one.lane),
+                    "parent": np.full(n, -1, np.int64),
+                }
+            )
+        )
+    info["records"] = records
 
 
 class Pids:
