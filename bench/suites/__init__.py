@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, hotpath, names, never, reader, startup, threads
+from . import asyncio, export, hotpath, names, never, reader, startup, threads
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -43,6 +43,7 @@ SUITES: dict[str, ModuleType] = {
         threads,
         reader,
         names,
+        export,
         startup,
     )
 }
