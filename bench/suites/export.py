@@ -151,7 +151,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "its peak RSS with `getrusage(RUSAGE_CHILDREN)`. events/s from the best of three."
     )
     lines.append("")
-    lines.append("| events | log size | trace size | bytes/event | runs (s) | events/s | peak RSS |")
+    lines.append("| events | log | trace | bytes/event | runs (s) | events/s | peak RSS |")
     lines.append("| ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for e in results.get("sizes", []):
         lines.append(
