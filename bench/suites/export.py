@@ -111,9 +111,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     """Speed and size on the larger size; the peak RSS of the larger over the smaller."""
     sizes = results.get("sizes", [])
     big = sizes[-1] if sizes else None
-    rss = (
-        sizes[-1]["peak_rss_bytes"] / sizes[0]["peak_rss_bytes"] if len(sizes) >= 2 else None
-    )
+    rss = sizes[-1]["peak_rss_bytes"] / sizes[0]["peak_rss_bytes"] if len(sizes) >= 2 else None
     label = f"{big['events']:,}" if big else "the larger"
     return [
         Target(
