@@ -158,6 +158,44 @@ def test_perfetto_async_tasks_overlap_on_tracks_of_their_own(tmp_path: Any) -> N
     assert by_name["Main:tick"].depth == 1
 
 
+@pytest.mark.usefixtures("backend")
+def test_perfetto_real_asyncio_tasks(tmp_path: Any, logdir: str) -> None:
+    """Tasks recorded by the recorders (lane slots): each task's scopes on its own
+    track, overlapping the other tasks', nested within the task."""
+    import asyncio
+
+    async def task(i: int) -> None:
+        with liteprof.scope(f"Task:{i}"):
+            await asyncio.sleep(0.002)
+            with liteprof.scope("Task:inner"):
+                await asyncio.sleep(0.002)
+
+    async def main() -> None:
+        with liteprof.scope("Main:gather"):
+            await asyncio.gather(*(task(i) for i in range(4)))
+
+    liteprof.enable(logdir)
+    with liteprof.scope("Main:sync"):
+        pass
+    asyncio.run(main())
+    liteprof.disable()
+    trace = perfetto_slices(_export(tmp_path, logdir, "perfetto"))
+    assert trace.unmatched_ends == 0 and trace.open_at_end == 0
+    tasks = {s.name: s for s in trace.slices if s.name.startswith("Task:") and s.name[5:].isdigit()}
+    assert len(tasks) == 4 and len({s.track for s in tasks.values()}) == 4
+    inner = [s for s in trace.slices if s.name == "Task:inner"]
+    assert len(inner) == 4
+    for s in inner:
+        (outer,) = [t for t in tasks.values() if t.track == s.track]
+        assert s.depth == 1 and outer.ts <= s.ts and s.ts + s.dur <= outer.ts + outer.dur
+    assert all(t.depth == 0 for t in tasks.values())
+    spans = sorted((t.ts, t.ts + t.dur) for t in tasks.values())
+    assert spans[1][0] < spans[0][1]  # they overlap in time: one track could not show it
+    sync = next(s for s in trace.slices if s.name == "Main:sync")
+    assert trace.tracks[sync.track].thread.thread_name == "MainThread"
+    assert all(trace.track_name(t.track).startswith("MainThread task ") for t in tasks.values())
+
+
 def test_perfetto_scope_open_across_chunks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A root scope around 3000 events, read by the streaming reader in many chunks
     (small blocks, small chunks): its begin comes after its children in the file, and
