@@ -9,6 +9,7 @@ vectorised code against a plain Python walk of every event's ancestors.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -248,6 +249,50 @@ def test_threads_have_paths_of_their_own(logdir: str) -> None:
     g = groups_of(report)["G"]
     # x twice (6 µs) and the lone y (3 µs); y: 2 µs under x, 3 µs outside: no parent.
     assert g == (9 * US, [("G:x", 6 * US, 6 / 9, None), ("G:y", 5 * US, 5 / 9, None)])
+
+
+@pytest.mark.usefixtures("backend")
+def test_interleaved_asyncio_tasks_nest_within_their_own_task(logdir: str) -> None:
+    """Task A's scope is open while task B opens, nests and closes its own: B's inner
+    scope belongs under B's outer one, though A's contains it in time and closes first."""
+
+    def program() -> None:
+        async def task_a(a_in: asyncio.Event, b_done: asyncio.Event) -> None:
+            with scope("A:outer"):
+                a_in.set()
+                await b_done.wait()
+
+        async def task_b(a_in: asyncio.Event, b_done: asyncio.Event) -> None:
+            await a_in.wait()
+            with scope("B:outer"):
+                with scope("B:inner"):
+                    await asyncio.sleep(0)
+                b_done.set()
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+
+        async def main() -> None:
+            a_in, b_done = asyncio.Event(), asyncio.Event()
+            await asyncio.gather(task_a(a_in, b_done), task_b(a_in, b_done))
+
+        asyncio.run(main())
+
+    report = record(logdir, program)
+    assert sorted(node[0] for node in tree_of(report)) == [
+        ("A:outer",),
+        ("B:outer",),
+        ("B:outer", "B:inner"),
+    ]
+    # Clock readings: A in 0, B in 1, B:inner 2..3, A out 4, B out 5 (µs).
+    assert {node[0]: node[1:] for node in tree_of(report)} == {
+        ("A:outer",): (1, 0, 4 * US, 4 * US),
+        ("B:outer",): (1, 0, 4 * US, 3 * US),
+        ("B:outer", "B:inner"): (1, 0, 1 * US, 1 * US),
+    }
+    assert groups_of(report)["B"] == (
+        4 * US,
+        [("B:outer", 4 * US, 1.0, None), ("B:inner", 1 * US, 0.25, "B:outer")],
+    )
 
 
 def test_text_log_scopes_are_all_roots(tmp_path: os.PathLike[str]) -> None:
