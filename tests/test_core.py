@@ -1030,6 +1030,46 @@ def test_both_backends_agree_on_out_of_order_exits(tmp_path: Any) -> None:
     assert c["events"] == py["events"]
 
 
+def _reentry_program() -> None:
+    s, t = liteprof.scope("R:S"), liteprof.scope("R:T")
+    with s:
+        with t:
+            with s:
+                with s:
+                    pass
+    with s:  # again, once closed
+        pass
+    s.__exit__(None, None, None)  # once more than entered
+
+    def gen() -> Iterator[int]:
+        with liteprof.scope("R:Gen"):
+            yield 1
+
+    g = gen()
+    next(g)
+    g.close()  # GeneratorExit: not an error
+    try:
+        with liteprof.scope("R:Interrupted"):
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+
+
+def test_both_backends_agree_on_reentered_scopes_and_errors(tmp_path: Any) -> None:
+    py, c = _run_on_both(_reentry_program, tmp_path)
+    assert c["slots"] == py["slots"]
+    got = [(n, d, ch, f) for n, _s, d, ch, f in c["events"]["MainThread"]]
+    assert got == [
+        ("R:S", 10, 0, flags(3)),
+        ("R:S", 30, 10, flags(2)),
+        ("R:T", 50, 30, flags(1)),
+        ("R:S", 70, 50, flags(0)),
+        ("R:S", 10, 0, flags(0)),
+        ("R:Gen", 10, 0, flags(0)),
+        ("R:Interrupted", 10, 0, flags(0, error=True)),
+    ]
+
+
 def test_both_backends_write_the_same_lanes(tmp_path: Any) -> None:
     """Interleaving tasks and greenlets: the same lane slots and events, byte for byte."""
     py, c = _run_on_both(_lanes_program, tmp_path)

@@ -116,7 +116,7 @@ class _ThreadState:
         # closes meanwhile (a signal handler, a trace hook, a finalizer, another thread
         # closing a scope this thread opened) goes to ``pending`` and is stored right after.
         self.busy = False
-        self.pending: list[tuple[int, int, int, int, Any, int]] = []
+        self.pending: list[tuple[int, int, int, int, int, Any, int]] = []
         self.lane0 = _Lane(None, 0)
         self.cur = self.lane0  # the current lane: see the module docstring
         self.lanes: dict[int, _Lane] = {}  # id(key) -> lane; the lane holds key alive
@@ -267,29 +267,30 @@ class _Frame:
         return self
 
     def __exit__(self, et: Any = None, ev: object = None, tb: object = None) -> None:
-        end = _clock()
         st = self.st
         if st is None:
             return  # never entered
         lane = self.lane
         stack = lane.stack
-        dur = end - self.start
-        if stack and stack[-1] is self:
-            del stack[-1]
-            if stack:
-                if self.epoch == _epoch:
-                    stack[-1].child += dur
-            elif lane is not st.cur and lane.id:
-                _forget(st, lane)
-        elif not _pop_out_of_order(self, dur, et):
+        if not stack or stack[-1] is not self:
+            _exit_out_of_order(self, et)
             return
-        if self.epoch != _epoch:
-            return  # entered before a fork, disable() or a new enable(): not ours to write
+        end = _clock()
+        del stack[-1]
+        if self.epoch != _epoch:  # entered before a fork, disable() or a new enable()
+            if not stack and lane is not st.cur and lane.id:
+                _forget(st, lane)
+            return
+        dur = end - self.start
+        if stack:
+            stack[-1].child += dur
+        elif lane is not st.cur and lane.id:
+            _forget(st, lane)
         # Stored into the block of the thread that entered the scope, whose lanes and depths
         # it belongs to (a generator may carry a scope to another thread and close it there).
         flags = self.flags if et is None or not _is_error(et) else self.flags | _FLAG_ERROR
         if st.busy:
-            _queue(st, (lane.id, self.start, dur, self.child, self.name, flags))
+            _queue(st, (self.epoch, lane.id, self.start, dur, self.child, self.name, flags))
             return
         st.busy = True
         try:
@@ -301,7 +302,7 @@ class _Frame:
             if ident is None or pos >= st.end or st.epoch != _epoch or lane.id != st.blane:
                 event = (lane.id, self.start, dur, self.child, self.name, flags)
                 if not _store(st, *event):
-                    _queue(st, event)
+                    _queue(st, (self.epoch, *event))
             else:
                 _pack_event(st.mm, pos, self.start, dur, self.child, ident, flags)
                 st.pos = pos + _SLOT
@@ -347,29 +348,51 @@ def _reenter(frame: _Frame, st: _ThreadState) -> _Frame:
     return frame.__enter__()
 
 
-def _pop_out_of_order(frame: _Frame, dur: int, et: Any) -> bool:
-    """Take ``frame`` out of its lane when it is not on top (an asyncio task or a suspended
-    generator left its scope while another one was open above it), charging its time to
-    the frame below it. False when it is not open: then, for a re-entered ``scope()``
-    object, its outer entry closes instead (see ``_reenter``)."""
+def _exit_out_of_order(frame: _Frame, et: Any) -> None:
+    """Leave ``frame`` when it is not on top of its lane: an asyncio task or a suspended
+    generator left its scope while another one was open above it (its time goes to the frame
+    below it), or, for a re-entered ``scope()`` object, the entry still open is its outer
+    one (see ``_reenter``); or it is not open at all."""
+    stack = frame.lane.stack
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is frame:
+            _close(frame, i, _clock(), et)
+            return
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i].key is frame:
+            _close(stack[i], i, _clock(), et)
+            return
+
+
+def _close(frame: _Frame, i: int, end: int, et: Any) -> None:
+    """The slow path of ``_Frame.__exit__``: take frame ``i`` out of its lane and store it."""
     st = frame.st
     assert st is not None
     lane = frame.lane
     stack = lane.stack
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i] is frame:
-            del stack[i]
-            if i:
-                if frame.epoch == _epoch:
-                    stack[i - 1].child += dur
-            elif not stack and lane.id and lane is not st.cur:
-                _forget(st, lane)
-            return True
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i].key is frame:
-            stack[i].__exit__(et, None, None)
-            break
-    return False
+    del stack[i]
+    dur = end - frame.start
+    if frame.epoch == _epoch and i:
+        stack[i - 1].child += dur
+    if not stack and lane is not st.cur and lane.id:
+        _forget(st, lane)
+    if frame.epoch != _epoch:
+        return
+    flags = frame.flags if et is None or not _is_error(et) else frame.flags | _FLAG_ERROR
+    event = (lane.id, frame.start, dur, frame.child, frame.name, flags)
+    if st.busy:
+        _queue(st, (frame.epoch, *event))
+        return
+    st.busy = True
+    try:
+        if not _store(st, *event):
+            _queue(st, (frame.epoch, *event))
+    except (ValueError, TypeError):
+        pass  # a concurrent disable() closed the block under us; the event is dropped
+    finally:
+        st.busy = False
+    if st.pending:
+        _drain(st)
 
 
 def _is_error(et: Any) -> bool:
@@ -385,8 +408,8 @@ def _is_error(et: Any) -> bool:
         return not isinstance(et, GeneratorExit)
 
 
-def _queue(st: _ThreadState, event: tuple[int, int, int, int, Any, int]) -> None:
-    """(lane id, start, dur, child, name, flags) of an event to store later."""
+def _queue(st: _ThreadState, event: tuple[int, int, int, int, int, Any, int]) -> None:
+    """(epoch, lane id, start, dur, child, name, flags) of an event to store later."""
     if len(st.pending) < _MAX_PENDING:
         st.pending.append(event)
 
@@ -396,7 +419,8 @@ def _drain(st: _ThreadState) -> None:
     while st.pending and not st.busy:
         st.busy = True
         try:
-            if _store(st, *st.pending[0]):
+            epoch, *event = st.pending[0]
+            if epoch != _epoch or _store(st, *event):
                 del st.pending[0]
             else:
                 break  # needs a session callback, and this thread is inside one: later
