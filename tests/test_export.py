@@ -287,6 +287,25 @@ def test_stream_gives_the_readers_events(tmp_path: Any, monkeypatch: pytest.Monk
         assert trace.track_name(tracks.pop()) == f"MainThread task {lane}"
 
 
+def test_perfetto_of_depths_that_do_not_nest(tmp_path: Any) -> None:
+    """Depths that describe no tree (a damaged or cut log: a depth-2 event with no
+    scope around it, then a root): every event still becomes a slice, ordered by time."""
+    logs = os.path.join(str(tmp_path), "odd")
+    write_log(
+        logs,
+        {"T": [Ev("deep", 0, 10, depth=2), Ev("root", 20, 10), Ev("x", 40, 5, depth=5)]},
+    )
+    trace = perfetto_slices(_export(tmp_path, logs, "perfetto"))
+    assert trace.unmatched_ends == 0 and trace.open_at_end == 0
+    assert sorted(
+        (s.name, s.ts - min(t.ts for t in trace.slices), s.dur) for s in trace.slices
+    ) == [
+        ("deep", 0, 10),
+        ("root", 20, 10),
+        ("x", 40, 5),
+    ]
+
+
 def test_perfetto_is_compact(tmp_path: Any) -> None:
     """Delta timestamps and interned names: about 28 bytes per event here."""
     events = [Ev("Step:Model", 100 + 40 * i, 30) for i in range(20000)]

@@ -50,6 +50,12 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("run needs a command: liteprof run -- CMD [ARGS...]")
     if args.export_format:
         check_export(args, flag="--export")
+    elif (
+        args.endpoint
+        or args.name
+        or any(v is not None for v in (args.since, args.until, args.min_dur))
+    ):
+        raise UsageError("--endpoint, --since, --until, --min-dur and --name go with --export")
     report_output = None if args.export_format else args.output  # -o: the export's
     check_output(args.format, report_output, args.html)
     temporary = args.log is None
@@ -75,7 +81,10 @@ def main(args: argparse.Namespace) -> int:
             paths = [log_dir] if not earlier else new
             report(paths, args.format, args.by, report_output, args.html)
             if args.export_format:
-                export(paths, args)
+                try:
+                    export(paths, args)
+                except Exception as exc:  # the report stands; the status stays CMD's
+                    sys.stderr.write(f"liteprof: cannot export {log_dir}: {one_line(exc)}\n")
         else:
             sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
     except Exception as exc:  # the command's exit status matters more than the report
