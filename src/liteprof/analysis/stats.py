@@ -174,8 +174,6 @@ def grouped(
     present = np.flatnonzero(counts_all)
     counts = counts_all[present]
     del counts_all
-    ends = np.cumsum(counts)
-    starts = ends - counts
     ordered = _sorted_by_key(key, n_keys, dur)
     errors = np.bincount(key[error], minlength=n_keys)[present] if error.any() else None
     self_sums = sums_by_key(key, n_keys, self_ns)[present]
@@ -190,7 +188,8 @@ def grouped(
         ordered.flags.writeable = False
         ones = np.broadcast_to(np.ones(1, dtype=np.int64), counts.shape)
         return Grouped(keys, ones, errors, ordered, self_sums, *(ordered,) * 5)
-    last = ends - 1
+    ends = np.cumsum(counts)
+    starts = ends - counts
     return Grouped(
         key=keys,
         count=counts,
@@ -201,7 +200,7 @@ def grouped(
         p50=ordered[starts + percentile_ranks(counts, 50)],
         p90=ordered[starts + percentile_ranks(counts, 90)],
         p99=ordered[starts + percentile_ranks(counts, 99)],
-        max=ordered[last],
+        max=ordered[ends - 1],
     )
 
 

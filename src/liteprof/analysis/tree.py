@@ -97,7 +97,7 @@ def build_nodes(ev: Events) -> Nodes:
     del roots
     node_name = [names]
     node_parent = [np.full(names.size, -1, dtype=np.int64)]
-    node_depth = np.zeros(max(16, 2 * names.size), dtype=np.int64)
+    node_depth = np.zeros(names.size, dtype=np.int64)  # grown by doubling below
     n_nodes = int(names.size)
     root_of_name = np.full(n_names, -1, dtype=np.int64)
     root_of_name[names] = np.arange(names.size)
@@ -149,14 +149,20 @@ def build_nodes(ev: Events) -> Nodes:
         node_parent.append(made_parent.astype(np.int64))
         made = int(made_name.size)
         if n_nodes + made > node_depth.size:
-            node_depth = np.concatenate((node_depth, np.zeros(n_nodes + made, np.int64)))
+            grown = np.zeros(max(2 * node_depth.size, n_nodes + made), np.int64)
+            grown[:n_nodes] = node_depth[:n_nodes]
+            node_depth = grown
         node_depth[n_nodes : n_nodes + made] = node_depth[made_parent] + 1
         n_nodes += made
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return parts[0].astype(np.int64, copy=False) if len(parts) == 1 else np.concatenate(parts)
+
     nodes = Nodes(
         of_event=node,
-        name=np.concatenate(node_name).astype(np.int64),
-        parent=np.concatenate(node_parent),
-        depth=node_depth[:n_nodes].copy(),
+        name=joined(node_name),
+        parent=joined(node_parent),
+        depth=node_depth if node_depth.size == n_nodes else node_depth[:n_nodes].copy(),
     )
     return _merge_repeats(nodes, n_names) if merge else nodes
 
