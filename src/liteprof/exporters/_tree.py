@@ -134,20 +134,25 @@ def dfs_order(seg_start: np.ndarray, depth: np.ndarray, has_begin: np.ndarray) -
         prev[rows == 0] = -1
         first[rows] = prev + 1
     np.maximum(first, seg_start.astype(np.int32, copy=False), out=first)
-    begins = np.flatnonzero(has_begin).astype(np.int32)
-    group = first[begins]
+    every = bool(has_begin.all())
+    begins = index if every else np.flatnonzero(has_begin).astype(np.int32)
+    group = first if every else first[begins]
     counts = np.bincount(group, minlength=m).astype(np.int32)
-    before = np.cumsum(counts, dtype=np.int32)
     # The begins that share a first row are a chain of scopes around it, one per depth,
-    # down to its own (when it has a begin): the outermost goes first.
-    own = has_begin[group]
-    rank = d[begins] - (d[group] - counts[group] + own)
+    # down to its own (when it has a begin): the outermost goes first. Where the chain
+    # at row p starts: p ends and the begins of earlier rows come before it.
+    start = np.cumsum(counts, dtype=np.int32)
+    start -= counts
+    start += index
+    # A begin's rank in its chain is its depth less the chain's outermost depth.
+    lowest = d - counts
+    lowest += has_begin
     total = m + int(begins.size)
-    pos_begin = group + (before[group] - counts[group]) + rank
-    pos_end = index + before
-    if begins.size and (
-        int(rank.min()) < 0 or int(rank.max()) >= int(counts.max()) or int(pos_begin.max()) >= total
-    ):
+    rank = (d if every else d[begins]) - lowest[group]
+    pos_begin = start[group]
+    pos_begin += rank
+    pos_end = start + counts  # a row ends right after the begins of its chain
+    if begins.size and (int(rank.min()) < 0 or int((rank - counts[group]).max()) >= 0):
         return None
     out = np.full(total, -1, np.int64)
     out[pos_end] = index.astype(np.int64) * 2

@@ -10,8 +10,8 @@ events: the command line then reads the logs with ``source.stream`` instead of
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,6 +77,8 @@ class Window:
     until: float | None = None
     min_dur: int | None = None
     name: str | None = None
+    _matches: list[bool] = field(default_factory=list, repr=False, compare=False)
+    _table: Any = field(default=None, repr=False, compare=False)
 
     @property
     def needs_first(self) -> bool:
@@ -96,13 +98,16 @@ class Window:
         if self.min_dur is not None:
             both(events.dur >= self.min_dur)
         if self.name is not None:
-            pattern = self.name
-            table = np.fromiter(
-                (fnmatch.fnmatchcase(n, pattern) for n in events.names),
-                dtype=np.bool_,
-                count=len(events.names),
-            )
-            both(table[events.name] if table.size else np.zeros(events.records, np.bool_))
+            # One match per name, kept across chunks (their name table only grows).
+            pattern, known = self.name, self._matches
+            if len(known) < len(events.names):
+                known.extend(fnmatch.fnmatchcase(n, pattern) for n in events.names[len(known) :])
+                self._table = np.array(known, dtype=np.bool_)
+            table = self._table
+            if table is None or table.size == 0:
+                both(np.zeros(events.records, np.bool_))
+            else:
+                both(table[events.name])
         base = first_ns or 0
         if self.since is not None:
             lo = base + int(self.since * 1e9)
