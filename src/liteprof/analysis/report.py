@@ -113,6 +113,14 @@ def _ratios(num: np.ndarray, den: np.ndarray) -> list[float]:
     return [n / d for n, d in zip(num.tolist(), den.tolist())]
 
 
+def _small(index: np.ndarray) -> np.ndarray:
+    """An index array kept by a table as int32 where it fits: half the memory."""
+    if index.size and index.dtype != np.int32 and -(1 << 31) <= int(index.min()):
+        if int(index.max()) < 1 << 31:
+            return index.astype(np.int32)
+    return index
+
+
 def _lister(index: np.ndarray) -> Callable[[np.ndarray], list[Any]]:
     """``column[index].tolist()``, made once per column: columns that are one array
     (every statistic of one-event scopes) give one list, which writers format once."""
@@ -206,6 +214,10 @@ class _Analysis:
         ``stat_row[i]`` of ``table``; ``describe(a, b)`` gives the ``extra`` columns."""
         names, group_of_name = self.names, self.group_of_name
         group_or_none = [*self.group_names, None]  # index -1: no group
+        name_index, stat_row = _small(name_index), _small(stat_row)
+        # The columns themselves, not the table (whose keys are not needed any more).
+        count, errors, total, self_ns = table.count, table.errors, table.total, table.self_ns
+        low, p50, p90, p99, high = table.min, table.p50, table.p90, table.p99, table.max
 
         def columns(a: int, b: int) -> list[list[Any]]:
             idx = name_index[a:b]
@@ -214,16 +226,16 @@ class _Analysis:
             cols: list[list[Any]] = [
                 _pick(names, idx),
                 _pick(group_or_none, group_of_name[idx]),
-                at(table.count),
-                at(table.errors),
-                at(table.total),
-                at(table.self_ns),
-                _ratios(table.total[rows], table.count[rows]),
-                at(table.min),
-                at(table.p50),
-                at(table.p90),
-                at(table.p99),
-                at(table.max),
+                at(count),
+                at(errors),
+                at(total),
+                at(self_ns),
+                _ratios(total[rows], count[rows]),
+                at(low),
+                at(p50),
+                at(p90),
+                at(p99),
+                at(high),
             ]
             if describe is not None:
                 cols += describe(a, b)
@@ -281,7 +293,7 @@ class _Analysis:
         ``str.find`` for the ``:``, a slice for the head, a dict that numbers heads.
         """
         numbers: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-        out = np.full(self.n_names, -1, dtype=np.int64)
+        out = np.full(self.n_names, -1, dtype=np.int32 if self.n_names < 1 << 31 else np.int64)
         names = self.names
         for lo in range(0, self.n_names, 1 << 16):
             block = names[lo : lo + (1 << 16)]
@@ -359,7 +371,9 @@ class _Analysis:
         else:
             walk = _group_walk(members, parent, member_total, member_group, group_rank)
             o_parent = parent[walk]
-        o_name, o_total, o_group = members[walk], member_total[walk], member_group[walk]
+        o_name, o_total, o_group = _small(members[walk]), member_total[walk], member_group[walk]
+        if o_parent is not None:
+            o_parent = _small(o_parent)
         del members, parent, member_total, member_group, walk
         cuts = np.flatnonzero(np.r_[True, o_group[1:] != o_group[:-1], True])
         starts, ends = cuts[:-1], cuts[1:]
@@ -402,9 +416,15 @@ class _Analysis:
         nodes, stats, names = self.nodes, self.node_stats, self.names
         rank = np.empty(nodes.size, dtype=np.int64)
         rank[np.lexsort((nodes.name, _desc(stats.total)))] = np.arange(nodes.size)
-        order = preorder(nodes.parent, nodes.depth, rank)
+        order = _small(preorder(nodes.parent, nodes.depth, rank))
         del rank
-        parent, node_name, node_depth = nodes.parent, nodes.name, nodes.depth
+        parent, node_name, node_depth = (
+            _small(nodes.parent),
+            _small(nodes.name),
+            _small(nodes.depth),
+        )
+        count, errors, total, self_ns = stats.count, stats.errors, stats.total, stats.self_ns
+        p50, p99 = stats.p50, stats.p99
 
         def path_of(v: int) -> list[str]:
             out = []
@@ -436,12 +456,12 @@ class _Analysis:
                 paths,
                 own,
                 node_depth[ids].tolist(),
-                at(stats.count),
-                at(stats.errors),
-                at(stats.total),
-                at(stats.self_ns),
-                at(stats.p50),
-                at(stats.p99),
+                at(count),
+                at(errors),
+                at(total),
+                at(self_ns),
+                at(p50),
+                at(p99),
             ]
 
         return _rows(TREE_FIELDS, nodes.size, columns)
