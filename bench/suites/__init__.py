@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, export, hotpath, names, never, reader, startup, threads
+from . import asyncio, export, hotpath, names, never, reader, startup, tasks, threads
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -40,6 +40,7 @@ SUITES: dict[str, ModuleType] = {
         never,
         hotpath,
         asyncio,
+        tasks,
         threads,
         reader,
         names,

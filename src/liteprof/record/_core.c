@@ -30,6 +30,14 @@
 #define MAX_PENDING 4096
 #define KIND_LANE 2u
 
+#if defined(__GNUC__) || defined(__clang__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#endif
+
 /* -- global recording state -------------------------------------------------------- */
 
 typedef struct {
@@ -892,6 +900,19 @@ done:
     return rc;
 }
 
+static inline void
+store_event(char *p, int64_t start, int64_t dur, int64_t child, uint32_t ident,
+            uint32_t depth, int error)
+{
+    uint32_t flags = (error ? (KIND_EVENT | FLAG_ERROR) : KIND_EVENT) |
+                     ((depth < MAX_DEPTH ? depth : MAX_DEPTH) << DEPTH_SHIFT);
+    put64(p, start);
+    put64(p + 8, dur);
+    put64(p + 16, child);
+    put32(p + 24, ident);
+    put32_release(p + 28, flags);
+}
+
 /* Store one event (after a lane slot where its lane is not the one in force) into st's
  * block. Callbacks on the slow paths may change anything, so after each the loop
  * re-validates from the top. While a callback replaces st's block (st->busy) or this
@@ -948,13 +969,7 @@ write_one(ThreadState *st, uint64_t lane, int64_t start, int64_t dur, int64_t ch
             st->blane = lane;
             p += SLOT;
         }
-        uint32_t flags = (error ? (KIND_EVENT | FLAG_ERROR) : KIND_EVENT) |
-                         ((depth < MAX_DEPTH ? depth : MAX_DEPTH) << DEPTH_SHIFT);
-        put64(p, start);
-        put64(p + 8, dur);
-        put64(p + 16, child);
-        put32(p + 24, ident);
-        put32_release(p + 28, flags);
+        store_event(p, start, dur, child, ident, depth, error);
         st->pos += need;
         return 0;
     }
@@ -1017,6 +1032,25 @@ static int
 write_event(ThreadState *st, uint64_t lane, int64_t start, int64_t dur, int64_t child,
             PyObject *name, uint32_t depth, int error, NameCache *cache)
 {
+    /* The common case inline: attached, the name's id known, the lane in force, room. */
+    if (LIKELY(st->epoch == g_epoch && g_on && lane == st->blane && st->pos + SLOT <= st->end &&
+               st->npending == 0)) {
+        PyObject *v;
+        if (cache != NULL && cache->epoch == g_epoch) {
+            store_event((char *)st->buf.buf + st->pos, start, dur, child, cache->id, depth,
+                        error);
+            st->pos += SLOT;
+            return 0;
+        }
+        /* an exact str hashes and compares without running any code of its own */
+        if (cache == NULL && PyUnicode_CheckExact(name) &&
+            (v = PyDict_GetItemWithError(g_names, name)) != NULL) {
+            store_event((char *)st->buf.buf + st->pos, start, dur, child,
+                        (uint32_t)PyLong_AsUnsignedLong(v), depth, error);
+            st->pos += SLOT;
+            return 0;
+        }
+    }
     int r = write_one(st, lane, start, dur, child, name, depth, error, cache);
     if (r == QUEUED) {
         queue_event(st, lane, start, dur, child, name, depth, error);
@@ -1081,15 +1115,16 @@ push(PyObject *key, Lane **lane_out)
     if (g_clock != NULL && clock_py(&start) < 0)
         return -1;
     ThreadState *st = t_state;
-    if (st == NULL) {
+    if (UNLIKELY(st == NULL)) {
         st = state_create();
         if (st == NULL)
             return -1;
     }
     PyObject *drop[3] = {NULL, NULL, NULL};
-    Lane *lane = current_lane(st, drop);
+    PyObject *ctx = PyThreadState_Get()->context;
+    Lane *lane = LIKELY(ctx != NULL && ctx == st->ctx) ? st->cur : current_lane(st, drop);
     int rc = 0;
-    if (lane == NULL || (lane->n == lane->cap && lane_grow(lane) < 0)) {
+    if (UNLIKELY(lane == NULL || (lane->n == lane->cap && lane_grow(lane) < 0))) {
         rc = -1;
     }
     else {
@@ -1109,9 +1144,11 @@ push(PyObject *key, Lane **lane_out)
         if (lane_out != NULL)
             *lane_out = lane;
     }
-    Py_XDECREF(drop[0]);
-    Py_XDECREF(drop[1]);
-    Py_XDECREF(drop[2]);
+    if (UNLIKELY(drop[0] != NULL || drop[1] != NULL || drop[2] != NULL)) {
+        Py_XDECREF(drop[0]);
+        Py_XDECREF(drop[1]);
+        Py_XDECREF(drop[2]);
+    }
     return rc;
 }
 

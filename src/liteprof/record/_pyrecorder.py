@@ -25,6 +25,7 @@ is queued and written right after, never lost or written over.
 from __future__ import annotations
 
 import _thread
+import _weakref
 import sys
 import time
 
@@ -102,6 +103,7 @@ class _ThreadState:
         "nlanes",
         "thread",
         "native",
+        "__weakref__",
     )
 
     def __init__(self) -> None:
@@ -133,7 +135,28 @@ def _thread_state() -> _ThreadState:
     st = _tls.s
     if st is None:
         st = _tls.s = _ThreadState()
+        _states[id(st)] = _weakref.ref(st, _forget_state(id(st)))
     return st
+
+
+def _forget_state(key: int) -> Callable[[Any], None]:
+    def forget(_ref: Any) -> None:
+        _states.pop(key, None)
+
+    return forget
+
+
+# Every thread's state, weakly, so that start(), stop() and a fork can take every thread's
+# block out of use at once (end = 0 sends its next event down the slow path, which checks
+# the epoch): the hot path then needs no epoch check of its own.
+_states: dict[int, Any] = {}
+
+
+def _retire_blocks() -> None:
+    for ref in list(_states.values()):
+        st = ref()
+        if st is not None:
+            st.end = 0
 
 
 def _none(*_args: Any) -> None:
@@ -259,7 +282,7 @@ class _Frame:
             flags = stack[-1].flags
             self.flags = flags + _DEPTH_ONE if flags < _DEPTH_TOP else flags
         else:
-            self.flags = _EVENT
+            self.flags = 1  # _EVENT at depth 0, spelled out: a global lookup saved
         self.child = 0
         self.epoch = _epoch
         stack.append(self)
@@ -281,7 +304,8 @@ class _Frame:
             if not stack and lane is not st.cur and lane.id:
                 _forget(st, lane)
             return
-        dur = end - self.start
+        start = self.start
+        dur = end - start
         if stack:
             stack[-1].child += dur
         elif lane is not st.cur and lane.id:
@@ -290,7 +314,7 @@ class _Frame:
         # it belongs to (a generator may carry a scope to another thread and close it there).
         flags = self.flags if et is None or not _is_error(et) else self.flags | _FLAG_ERROR
         if st.busy:
-            _queue(st, (self.epoch, lane.id, self.start, dur, self.child, self.name, flags))
+            _queue(st, (self.epoch, lane.id, start, dur, self.child, self.name, flags))
             return
         st.busy = True
         try:
@@ -299,12 +323,12 @@ class _Frame:
             except Exception:  # a str subclass whose __hash__ or __eq__ raises
                 ident = None
             pos = st.pos
-            if ident is None or pos >= st.end or st.epoch != _epoch or lane.id != st.blane:
-                event = (lane.id, self.start, dur, self.child, self.name, flags)
+            if ident is None or pos >= st.end or lane.id != st.blane:  # see _retire_blocks
+                event = (lane.id, start, dur, self.child, self.name, flags)
                 if not _store(st, *event):
                     _queue(st, (self.epoch, *event))
             else:
-                _pack_event(st.mm, pos, self.start, dur, self.child, ident, flags)
+                _pack_event(st.mm, pos, start, dur, self.child, ident, flags)
                 st.pos = pos + _SLOT
         except (ValueError, TypeError):
             pass  # a concurrent disable() closed the block under us; the event is dropped
@@ -573,12 +597,9 @@ class _Noop:
 NOOP = _Noop()
 
 
-_new = object.__new__
-
-
 def scope(name: str) -> Any:
     if _on:
-        frame = _new(_Frame)  # no __init__: a Python-level call saved per scope
+        frame = _Frame()  # no __init__: a C-level call, faster than object.__new__(_Frame)
         frame.name = name
         frame.st = None  # not entered
         return frame
@@ -597,7 +618,7 @@ class Scope:
 
     def __enter__(self) -> Scope:
         if _on:
-            frame = _new(_KeyedFrame)
+            frame = _KeyedFrame()
             frame.name = self.name
             frame.key = self
             frame.st = None
@@ -606,8 +627,8 @@ class Scope:
 
     def __exit__(self, et: Any = None, ev: object = None, tb: object = None) -> None:
         st = _tls.s
-        if st is None:
-            return
+        if st is None or (not _on and not st.lane0.stack and not st.lanes):
+            return  # nothing can be open (a Scope left after disable(), say)
         if _asyncio_bound:  # as in _Frame.__enter__
             loop = _running_loop()
             lane = st.cur
@@ -666,7 +687,7 @@ def timed_function(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     def timed_call(*args: Any, **kwargs: Any) -> Any:
         if not _on:
             return func(*args, **kwargs)
-        frame = _new(_Frame)
+        frame = _Frame()
         frame.name = name
         frame.st = None
         frame.__enter__()
@@ -685,6 +706,7 @@ def start(session: Any) -> None:
     """Start recording into ``session`` (see ``session.Session``)."""
     global _session, _on, _epoch, _names, _names_get
     _epoch += 1
+    _retire_blocks()
     _names = {}
     _names_get = _names.get
     _session = session
@@ -697,6 +719,7 @@ def stop() -> None:
     _on = False
     _session = None
     _epoch += 1
+    _retire_blocks()
 
 
 def active() -> bool:
@@ -712,6 +735,7 @@ def after_fork_child() -> None:
     _session = None
     _on = False
     _bad_name_warned = False  # a new process: it warns once of its own
+    _retire_blocks()
     st = getattr(_tls, "s", None)
     if st is not None:
         st.mm = None
