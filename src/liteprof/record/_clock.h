@@ -72,12 +72,32 @@ tsc_to_ns(uint64_t ticks)
     return (int64_t)(((unsigned __int128)ticks * g_tsc_mult) >> 32);
 }
 
+/* A TSC reading and the CLOCK_MONOTONIC ns of the same instant: the TSC between two
+ * CLOCK_MONOTONIC reads, the closest such pair of a few tries (a thread preempted between
+ * two reads of a pair would skew the factor by the time it waited). */
+static void
+tsc_pair(int64_t *ns, uint64_t *ticks)
+{
+    int64_t best = INT64_MAX;
+    for (int i = 0; i < 8 && best > 200; i++) {
+        int64_t a = mono_ns();
+        uint64_t t = __rdtsc();
+        int64_t b = mono_ns();
+        if (b - a < best) {
+            best = b - a;
+            *ns = a + (b - a) / 2;
+            *ticks = t;
+        }
+    }
+}
+
 /* Measure ns per tick since the calibration anchor and move the base to now. */
 static void
 tsc_calibrate(void)
 {
-    int64_t n0 = g_tsc_cal_ns, n1 = mono_ns();
-    uint64_t t0 = g_tsc_cal, t1 = __rdtsc();
+    int64_t n0 = g_tsc_cal_ns, n1;
+    uint64_t t0 = g_tsc_cal, t1;
+    tsc_pair(&n1, &t1);
     if (t1 <= t0 || n1 <= n0) {
         g_tsc = 0; /* the TSC went backwards or stood still: not to be trusted */
         return;
@@ -106,8 +126,7 @@ clock_start(void)
         tsc_calibrate();
     }
     else if (!g_tsc_pending) {
-        g_tsc_cal_ns = mono_ns();
-        g_tsc_cal = __rdtsc();
+        tsc_pair(&g_tsc_cal_ns, &g_tsc_cal);
         g_tsc_pending = 1;
     }
 #endif
