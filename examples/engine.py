@@ -5,12 +5,19 @@ Run it with recording on and read the report::
     liteprof run -- python examples/engine.py
     # or: LITEPROF_LOG=prof python examples/engine.py && liteprof report prof
 
+Several ranks, one of them a straggler (its attention takes twice as long), as the HTML
+page of the README shows them::
+
+    for r in 0 1 2 3; do RANK=$r LITEPROF_LOG=prof python examples/engine.py --slow-rank 2 & done
+    wait; liteprof report prof --format html -o report.html
+
 Without LITEPROF_LOG the scopes cost next to nothing and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 
@@ -28,10 +35,13 @@ def busy(seconds: float) -> None:
         pass
 
 
+SLOW = 1.0  # 2.0 on the --slow-rank
+
+
 @liteprof.timed("Model:Forward")
 def forward(batch: int) -> None:
     with liteprof.scope("Model:Attention"):
-        busy(0.00004 * batch)
+        busy(0.00004 * batch * SLOW)
     with liteprof.scope("Model:MLP"):
         busy(0.00003 * batch)
 
@@ -57,7 +67,13 @@ def step(rng: random.Random) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument(
+        "--slow-rank", type=int, default=None, help="the RANK whose attention is twice as slow"
+    )
     args = parser.parse_args()
+    global SLOW
+    if args.slow_rank is not None and os.environ.get("RANK") == str(args.slow_rank):
+        SLOW = 2.0
     rng = random.Random(0)
     for _ in range(args.steps):
         step(rng)

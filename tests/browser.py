@@ -136,8 +136,15 @@ def open_page(driver: Any, path: str, timeout: float = 60.0) -> Opened:
 
 def screenshot(driver: Any, path: str) -> None:
     """The whole page (the window grown to its height) as a PNG."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    width = driver.execute_script("return document.documentElement.scrollWidth")
-    driver.set_window_size(max(1200, width), min(int(height) + 40, 8000))
-    time.sleep(0.3)  # plotly's charts follow the new width (responsive)
+    for _ in range(3):  # a new size can reflow the page (plotly's charts are responsive)
+        height, inner, width = driver.execute_script(
+            "var d = document.documentElement;"
+            "return [d.scrollHeight, window.innerHeight, Math.max(d.scrollWidth, 1200)];"
+        )
+        if height <= inner:
+            break
+        # The window's size includes its frame: add what the frame takes.
+        frame = driver.get_window_size()["height"] - inner
+        driver.set_window_size(int(width), min(int(height) + frame, 8000))
+        time.sleep(0.3)
     driver.save_screenshot(path)

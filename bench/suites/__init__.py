@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, export, hotpath, names, never, reader, startup, tasks, threads
+from . import asyncio, export, hotpath, html, names, never, reader, startup, tasks, threads
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -46,6 +46,7 @@ SUITES: dict[str, ModuleType] = {
         names,
         export,
         startup,
+        html,
     )
 }
 
