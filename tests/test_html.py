@@ -356,3 +356,44 @@ def test_text_logs_give_a_page_without_a_timeline(driver: Any, tmp_path: Any) ->
     text = page_text(driver)
     assert "Step:Model" in text and "Wall time\nunknown" in text
     assert set(chart_sizes(driver)) == {"tree-chart", "dist-chart"}
+
+
+def test_aggregates_agree_with_the_events(logs: dict[str, str]) -> None:
+    """What the page draws from the events, checked against a plain count of them."""
+    import numpy as np
+
+    from liteprof.log.reader import read_logs
+    from liteprof.renderers import htmlviews as views
+
+    ev = read_logs([logs["base"]])
+    names = [r["name"] for r in read(logs["base"])["scopes"]]
+    dist = views.distributions([ev], names)
+    assert dist is not None
+    edges = np.array(dist["edges"])
+    by_name = {ev.names[i]: i for i in range(len(ev.names))}
+    for s in dist["scopes"]:
+        durs = ev.dur[ev.name == by_name[s["name"]]]
+        counts = s["counts"][0]
+        assert sum(counts) == durs.size
+        # Each duration lies in its bin (edges are rounded to 6 digits in the page).
+        lo, hi = edges[s["lo"]], edges[s["lo"] + len(counts)]
+        assert lo * (1 - 1e-5) <= durs.min() and durs.max() <= hi * (1 + 1e-5)
+        expect = np.histogram(durs, bins=edges[s["lo"] : s["lo"] + len(counts) + 1])[0]
+        assert np.abs(expect - np.array(counts)).sum() <= 0.01 * durs.size + 1
+
+    m = views.process_matrix(ev, names)
+    assert m is not None and len(m["processes"]) == 4
+    for p, label in enumerate(m["processes"]):
+        pid = int(label.split("pid ")[1].split()[0])
+        proc = next(i for i, q in enumerate(ev.processes) if q["pid"] == pid)
+        for s, name in enumerate(m["scopes"]):
+            mine = (ev.proc == proc) & (ev.name == by_name[name])
+            assert m["totals"][p][s] == int(ev.dur[mine].sum())
+
+    line = views.timeline(ev, names)
+    assert line is not None and line["about"] == "Step:Model"
+    w0, w1 = line["window_ns"]
+    span_ms = (w1 - w0) / 1e6
+    for x0, d in zip(line["bars"]["x0"], line["bars"]["dur"]):
+        assert -1e-6 <= x0 and x0 + d <= span_ms + 1e-6
+    assert line["shown"] <= line["in_window"]

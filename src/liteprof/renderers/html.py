@@ -422,8 +422,6 @@ class HtmlRenderer(Renderer):
         ]
         payload: dict[str, Any] = {"kind": "report", "colours": names[: views.N_COLOURS]}
         tree = report.get("tree")
-        if tree is None and ev is not None:
-            tree = views.tree_rows(ev)
         sections = [f'<div class="cards">{"".join(cards)}</div>']
         sections.append(
             _section(

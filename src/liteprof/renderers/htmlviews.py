@@ -2,7 +2,7 @@
 
 The report and diff objects carry per-scope figures; the page also shows what only the
 events know: duration distributions, totals per process and scope (the straggler view),
-a timeline strip of one window, and (until the report carries ``tree``) the call tree.
+and a timeline strip of one window.
 Each function here reduces millions of events with a few vectorised numpy passes to at
 most a few thousand numbers, so a page's size does not grow with the log: the limits
 below are what keep a 10M-event page to a few hundred kB of data.
@@ -59,10 +59,13 @@ def log_edges(lo: int, hi: int) -> np.ndarray:
 
 
 def _bins(dur: np.ndarray, first: int, n_bins: int) -> np.ndarray:
-    """Each duration's bin number among edges starting at 10**(first/PER_DECADE)."""
-    with np.errstate(divide="ignore"):
-        pos = np.floor(np.log10(np.maximum(dur, 1).astype(np.float64)) * PER_DECADE)
-    out: np.ndarray = np.clip(pos.astype(np.int64) - first, 0, n_bins - 1)
+    """Each duration's bin number among edges starting at 10**(first/PER_DECADE).
+
+    float32 logarithms: twice as fast as float64 on millions of events, and a bin is 26%
+    wide, so a rounding error of 1e-7 moves only a duration within 1e-7 of an edge.
+    """
+    pos = np.log10(np.maximum(dur, 1).astype(np.float32)) * np.float32(PER_DECADE)
+    out: np.ndarray = np.clip(np.floor(pos).astype(np.int64) - first, 0, n_bins - 1)
     return out
 
 
@@ -80,21 +83,27 @@ def distributions(
         return None
     keys = [scope_index(ev, names) for ev in runs]
     lo, hi = None, None
+    big = np.iinfo(np.int64).max
     for ev, key in zip(runs, keys):
-        d = ev.dur[key >= 0]
-        if d.size:
-            lo = int(d.min()) if lo is None else min(lo, int(d.min()))
-            hi = int(d.max()) if hi is None else max(hi, int(d.max()))
+        shown = key >= 0
+        if shown.any():
+            a, b = (
+                int(ev.dur.min(where=shown, initial=big)),
+                int(ev.dur.max(where=shown, initial=0)),
+            )
+            lo, hi = (a, b) if lo is None or hi is None else (min(lo, a), max(hi, b))
     if lo is None or hi is None:
         return None
     edges = log_edges(lo, hi)
     first = round(math.log10(edges[0]) * PER_DECADE)
     n_bins = int(edges.size - 1)
     per_run = []
+    size = len(names) * n_bins
     for ev, key in zip(runs, keys):
-        keep = key >= 0
-        flat = key[keep] * n_bins + _bins(ev.dur[keep], first, n_bins)
-        per_run.append(np.bincount(flat, minlength=len(names) * n_bins).reshape(-1, n_bins))
+        # Events of other scopes count in one extra slot, dropped: no masked copies.
+        flat = np.where(key >= 0, key * n_bins + _bins(ev.dur, first, n_bins), size)
+        counts = np.bincount(flat, minlength=size + 1)[:size]
+        per_run.append(counts.reshape(-1, n_bins))
     scopes = []
     for i, name in enumerate(names):
         total = sum(counts[i] for counts in per_run)
@@ -279,75 +288,3 @@ def timeline(
             "y": (offset[which] + depth).tolist(),
         },
     }
-
-
-def tree_rows(ev: Events) -> list[dict[str, Any]]:
-    """The call tree of SPEC "The call tree" (without ``errors``' exact order guarantees):
-    one node per distinct path of nested scopes, depth first, children by total.
-
-    Used only where the report has no ``tree`` of its own. Nodes are numbered one
-    nesting level at a time with ``np.unique`` over (parent node, name) pairs.
-    """
-    n = ev.records
-    if n == 0:
-        return []
-    name = ev.name.astype(np.int64)
-    n_names = max(1, len(ev.names))
-    parent = ev.parent
-    linked = (parent >= 0) & (parent < n)
-    rows = np.flatnonzero(linked)
-    linked[rows] = ev.depth[parent[rows]] == ev.depth[rows] - 1
-    node = np.full(n, -1, dtype=np.int64)
-    roots = np.flatnonzero(~linked)
-    uniq, inv = np.unique(name[roots], return_inverse=True)
-    node[roots] = inv.reshape(-1)
-    node_name, node_parent = [uniq], [np.full(uniq.size, -1, dtype=np.int64)]
-    made = int(uniq.size)
-    top = int(ev.depth.max())
-    order = np.argsort(ev.depth, kind="stable")
-    bounds = np.searchsorted(ev.depth[order], np.arange(top + 2))
-    for d in range(1, top + 1):
-        level = order[bounds[d] : bounds[d + 1]]
-        level = level[linked[level]]
-        if level.size == 0:
-            continue
-        pairs, inv = np.unique(node[parent[level]] * n_names + name[level], return_inverse=True)
-        node[level] = inv.reshape(-1) + made
-        node_name.append(pairs % n_names)
-        node_parent.append(pairs // n_names)
-        made += int(pairs.size)
-    names_of = np.concatenate(node_name)
-    parent_of = np.concatenate(node_parent)
-    count = np.bincount(node, minlength=made)
-    errors = np.bincount(node, weights=ev.error, minlength=made)
-    total = np.bincount(node, weights=ev.dur.astype(np.float64), minlength=made)
-    self_ = np.bincount(node, weights=ev.self_ns.astype(np.float64), minlength=made)
-    by_node = np.argsort(node, kind="stable")
-    cuts = np.concatenate(([0], np.cumsum(count)))
-    durs = ev.dur[by_node]
-    children: dict[int, list[int]] = {}
-    for k, p in enumerate(parent_of.tolist()):
-        children.setdefault(p, []).append(k)
-    out: list[dict[str, Any]] = []
-    stack = [(k, [ev.names[int(names_of[k])]]) for k in children.get(-1, [])]
-    stack.sort(key=lambda kp: total[kp[0]])
-    while stack:
-        k, path = stack.pop()
-        seg = np.sort(durs[cuts[k] : cuts[k + 1]])
-        c = int(seg.size)
-        out.append(
-            {
-                "path": path,
-                "name": path[-1],
-                "depth": len(path) - 1,
-                "count": c,
-                "errors": int(errors[k]),
-                "total_ns": int(total[k]),
-                "self_ns": int(self_[k]),
-                "p50_ns": int(seg[min(c - 1, (c * 50) // 100)]),
-                "p99_ns": int(seg[min(c - 1, (c * 99) // 100)]),
-            }
-        )
-        kids = sorted(children.get(k, []), key=lambda j: total[j])
-        stack.extend((j, [*path, ev.names[int(names_of[j])]]) for j in kids)
-    return out
