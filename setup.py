@@ -1,9 +1,9 @@
 """Build the optional C core; fall back to pure Python when it cannot be compiled.
 
-``pip install .`` compiles ``src/liteprof/record/_core.c`` and ``_special.c``. Where no
-working compiler (or no Python headers) exists, the install still succeeds and liteprof
-records with its pure-Python twin; ``liteprof --version`` and ``liteprof.BACKEND`` tell
-which is active.
+``pip install .`` compiles ``src/liteprof/record/_core.c`` with ``_special.c``, ``_guard.c``
+and ``_fold.c``. Where no working compiler (or no Python headers) exists, the install still
+succeeds and liteprof records with its pure-Python twin; ``liteprof --version`` and
+``liteprof.BACKEND`` tell which is active.
 Set ``LITEPROF_NO_EXTENSION=1`` to skip the C core on purpose, and
 ``LITEPROF_STRICT_BUILD=1`` (CI does) to make compiler warnings errors.
 """
@@ -41,7 +41,7 @@ class OptionalBuildExt(build_ext):
 
 
 CORE_DIR = os.path.join("src", "liteprof", "record")
-CORE_SOURCES = [os.path.join(CORE_DIR, name) for name in ("_core.c", "_special.c")]
+CORE_SOURCES = [os.path.join(CORE_DIR, name) for name in ("_core.c", "_special.c", "_guard.c", "_fold.c")]
 
 ext_modules = []
 if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
@@ -56,7 +56,7 @@ if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
         Extension(
             "liteprof.record._core",
             CORE_SOURCES,
-            depends=[os.path.join(CORE_DIR, name) for name in ("_clock.h", "_special.h")],
+            depends=[os.path.join(CORE_DIR, name) for name in ("_clock.h", "_special.h", "_writer.h")],
             extra_compile_args=extra,
         )
     )

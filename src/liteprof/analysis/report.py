@@ -619,6 +619,7 @@ def build_report(ev: Events, by: str | None = None) -> Report:
             "host": p["host"],
             "rank": p["rank"],
             "records": p["records"],
+            "warnings": list(p.get("warnings", [])),
         }
         for p in ev.processes
     ]

@@ -61,6 +61,7 @@ class ProcessRow(TypedDict):
     host: str
     rank: int | None
     records: int
+    warnings: list[str]  # why others could replace the log (docs/FORMAT.md, header)
 
 
 class Slowest(TypedDict):

@@ -26,14 +26,20 @@ MAX_METADATA = HEADER_SIZE - HEADER_STRUCT.size
 BLOCK_MAGIC = b"LPBK"
 # magic, owner, size, sequence, reserved(16)
 BLOCK_STRUCT = struct.Struct("<4sIII16x")
+# The same slot with the sequence number's high word at offset 16 (zero until a file has
+# made 2**32 blocks, which a bounded log recycling for months may): the sequence number is
+# ``seq | seq_hi << 32``.
+BLOCK_HEAD = struct.Struct("<4sIIII12x")
 META_OWNER = 0xFFFFFFFF
-PAD_OWNER = 0xFFFFFFFE  # filler that aligns the next block for mmap; readers skip it
+PAD_OWNER = 0xFFFFFFFE  # filler (alignment, an arena's rest, free space); readers skip it
 # Owners 0xFFFFFF00-0xFFFFFFFD are reserved for new kinds of block: a reader skips such a
 # block whole (its size is valid). Thread indices stay below FIRST_RESERVED_OWNER.
 FIRST_RESERVED_OWNER = 0xFFFFFF00
-# A thread's first block is one page, so that short-lived threads cost 4 KiB of disk;
-# busy threads double their blocks up to MAX_BLOCK.
-MIN_BLOCK = 4 * 1024
+SUMMARY_OWNER = 0xFFFFFF00  # a bounded log's summary of the events it dropped
+# A thread's first block is small, carved from an arena shared by many threads, so that a
+# short-lived thread costs a few hundred bytes of disk; busy threads double their blocks up
+# to MAX_BLOCK.
+MIN_BLOCK = 256
 MAX_BLOCK = 1024 * 1024
 
 # start, dur, child, name, flags
@@ -59,6 +65,27 @@ META_THREAD = 2
 # end their block's entries); kinds from FIRST_OPTIONAL_META on are stepped over.
 FIRST_OPTIONAL_META = 128
 
+# -- bounded logs (LITEPROF_MAX_MB): the summary of the events that were dropped ---------
+# A summary block (owner SUMMARY_OWNER): its block header, then SUMMARY_HEAD, SUMMARY_TOTALS,
+# the histogram's bounds (u64 ns each), the fold history (FOLD_STRUCT each) and the records
+# (RECORD_HEAD then RECORD_WORDS + buckets u64 words each). See docs/FORMAT.md.
+SUMMARY_MAGIC = b"LPDS"
+# magic, crc32 (of the summary from the generation on), generation, buckets, records,
+# history entries, reserved
+SUMMARY_HEAD = struct.Struct("<4sIQIIII")
+# events folded, regions folded, first start (mono ns, -1: none), last end (mono ns)
+SUMMARY_TOTALS = struct.Struct("<QQqq")
+# offset, sequence limit, size, reserved: every block inside [offset, offset + size) whose
+# sequence number is below the limit has been folded into this summary.
+FOLD_STRUCT = struct.Struct("<QQII")
+FOLD_HISTORY = 64  # fold entries a summary keeps (the newest)
+# name id, reserved; then u64 words: count, errors, total (lo, hi), self (lo, hi), min, max
+RECORD_HEAD = struct.Struct("<II")
+RECORD_WORDS = 8
+# Upper bounds (ns) of the duration histogram's buckets: exponential, four per decade, from
+# 1 us to 100 s, plus a last bucket without bound. `liteprof serve` exports the same buckets.
+HISTOGRAM_BOUNDS_NS = tuple(round(1000 * 10 ** (k / 4)) for k in range(33))
+
 NUMPY_DTYPE_SPEC = [
     ("start", "<i8"),
     ("dur", "<i8"),
@@ -71,6 +98,8 @@ assert BLOCK_STRUCT.size == SLOT_SIZE
 assert EVENT_STRUCT.size == SLOT_SIZE
 assert META_STRUCT.size == SLOT_SIZE
 assert LANE_STRUCT.size == SLOT_SIZE
+assert BLOCK_HEAD.size == SLOT_SIZE
+assert SUMMARY_HEAD.size == SLOT_SIZE and SUMMARY_TOTALS.size == SLOT_SIZE
 
 
 def encode_text(text: str) -> bytes:

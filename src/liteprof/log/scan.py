@@ -49,6 +49,7 @@ class Header:
             "rank": rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
             "records": 0,
             "path": path,
+            "warnings": header_warnings(meta),
         }
 
     def wall_of(self, mono_ns: int) -> int | None:
@@ -74,6 +75,15 @@ def header_never_written(head: bytes) -> bool:
     counts it as one ``skipped`` and goes on with the other logs."""
     written = head[: len(F.MAGIC)].rstrip(b"\0")
     return written != F.MAGIC and F.MAGIC.startswith(written)
+
+
+def header_warnings(meta: dict[str, Any]) -> list[str]:
+    """What the writer warned about its file (``"warnings"`` in the header metadata: a log
+    directory that other users could write to); at most 8 texts of 400 characters."""
+    raw = meta.get("warnings")
+    if not isinstance(raw, list):
+        return []
+    return [w[:400] for w in raw[:8] if isinstance(w, str)]
 
 
 def read_header(fh: BinaryIO, path: str) -> Header:

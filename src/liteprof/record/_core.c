@@ -1221,6 +1221,7 @@ exit_error_arg(PyObject *const *args, Py_ssize_t nargs, int *error)
 }
 
 #include "_special.h"
+#include "_writer.h" /* the log writer's C helpers: SIGBUS guard, fold */
 
 static int
 no_args(const char *name, Py_ssize_t nargs)
@@ -2123,6 +2124,8 @@ PyInit__core(void)
         goto error;
     }
     if (PyModule_AddStringConstant(m, "BACKEND", "c") < 0)
+        goto error;
+    if (lp_writer_add(m) < 0)
         goto error;
     struct {
         const char *name;

@@ -97,6 +97,11 @@ def report_summary(report: Report) -> list[str]:
         f"{report['records']} events, {report['skipped']} skipped, "
         f"wall {fmt_seconds(wall) + ' s' if wall is not None else 'unknown'}",
         "sources: " + ", ".join(one_line(s) for s in report.get("sources", [])),
+        *(
+            f"warning: process {p.get('pid')} ({one_line(str(p.get('name')))}): {one_line(w)}"
+            for p in report.get("processes", [])
+            for w in p.get("warnings", [])
+        ),
     ]
 
 
