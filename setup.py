@@ -41,7 +41,9 @@ class OptionalBuildExt(build_ext):
 
 
 CORE_DIR = os.path.join("src", "liteprof", "record")
-CORE_SOURCES = [os.path.join(CORE_DIR, name) for name in ("_core.c", "_special.c", "_guard.c", "_fold.c")]
+CORE_SOURCES = [
+    os.path.join(CORE_DIR, name) for name in ("_core.c", "_special.c", "_guard.c", "_fold.c")
+]
 
 ext_modules = []
 if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
@@ -56,7 +58,9 @@ if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
         Extension(
             "liteprof.record._core",
             CORE_SOURCES,
-            depends=[os.path.join(CORE_DIR, name) for name in ("_clock.h", "_special.h", "_writer.h")],
+            depends=[
+                os.path.join(CORE_DIR, name) for name in ("_clock.h", "_special.h", "_writer.h")
+            ],
             extra_compile_args=extra,
         )
     )

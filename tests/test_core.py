@@ -486,7 +486,7 @@ def test_thread_states_are_freed_when_threads_end(logdir: str) -> None:
 
 
 def test_stop_releases_every_threads_block(logdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    maps: list[mmap.mmap] = []
+    maps: list[Any] = []
     from liteprof.log import writer as _writer
 
     orig = _writer.LogWriter.new_block

@@ -18,7 +18,7 @@ import pytest
 import liteprof
 from liteprof.log import format as F
 
-from .faultkit import LogLayout
+from . import rawlog
 from .helpers import child_env, cli, log_files, read, report_json, scopes_by_name
 
 LOGGED = 'import logging\nlogging.basicConfig(format="%(name)s:%(levelname)s:%(message)s")\n'
@@ -57,8 +57,7 @@ def test_a_thousand_short_threads_cost_little_disk(logdir: str, backend: str) ->
     report = read(logdir)
     assert report["skipped"] == 0
     assert scopes_by_name(report)["Short:Work"]["count"] == 5000
-    with open(path, "rb") as fh:
-        layout = LogLayout.parse(fh.read())
+    layout = rawlog.read(path)
     owners = [b.owner for b in layout.blocks if b.owner < F.FIRST_RESERVED_OWNER]
     assert len(set(owners)) == 1000  # one block each, carved from shared arenas
     assert all(b.size == F.MIN_BLOCK for b in layout.blocks if b.owner < F.FIRST_RESERVED_OWNER)
@@ -75,8 +74,7 @@ def test_blocks_grow_from_small_to_own_mappings_and_keep_order(logdir: str, back
                 pass
     liteprof.disable()
     (path,) = log_files(logdir)
-    with open(path, "rb") as fh:
-        layout = LogLayout.parse(fh.read())
+    layout = rawlog.read(path)
     sizes = [b.size for b in layout.blocks if b.owner < F.FIRST_RESERVED_OWNER]
     assert sizes[:4] == [256, 512, 1024, 2048] and max(sizes) > 4096
     report = read(logdir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import struct
 from array import array
+
 from . import format as F
 
 TYPE_CHECKING = False

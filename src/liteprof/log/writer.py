@@ -29,10 +29,10 @@ import os
 import stat
 import sys
 import time
-from _collections import deque
 from _socket import gethostname  # not ``socket``: its enums cost every recording process
 from _weakref import ref as weak_ref  # ``weakref.ref``, without importing weakref
 from array import array
+from collections import deque
 
 from .._version import __version__
 from . import _native
@@ -486,7 +486,11 @@ class LogWriter:
     # -- regions ------------------------------------------------------------------------
 
     def _map(self, region: _Region) -> mmap.mmap:
-        mapped = mmap.mmap(self.fd, region.size, mmap.MAP_SHARED, offset=region.offset)
+        try:
+            mapped = mmap.mmap(self.fd, region.size, mmap.MAP_SHARED, offset=region.offset)
+        except (ValueError, OSError):
+            self._check()  # cut under us since the last check: say so, not "length"
+            raise
         region.guard = _native.watch(mapped)
         return mapped
 
