@@ -75,6 +75,8 @@ class Builder:
         self._upto: dict[str, int] = {name: 0 for name, _ in COLUMNS}
         self.processes: list[dict[str, Any]] = []
         self.threads: list[dict[str, Any]] = []
+        # While only text logs were read, ``self_ns`` is ``dur`` itself (not a copy).
+        self._self_is_dur = True
         self.skipped = 0
         self.first: int | None = None
         self.last: int | None = None
@@ -118,11 +120,21 @@ class Builder:
         col = self.cols[key]
         if col is None:
             col = np.empty(self.cap, _DTYPES[key])
-            upto = self._upto[key]
-            if upto:
-                col[:upto] = self._const[key]
+            if key == "self_ns" and self._self_is_dur:
+                self._self_is_dur = False
+                if self.n:
+                    col[: self.n] = self.column("dur")[: self.n]
+            else:
+                upto = self._upto[key]
+                if upto:
+                    col[:upto] = self._const[key]
             self.cols[key] = col
         return col
+
+    def put_self_equal_dur(self, lo: int, hi: int) -> None:
+        """Rows ``[lo, hi)`` have no nested scopes: ``self_ns`` equals ``dur`` (put first)."""
+        if not self._self_is_dur:
+            self.column("self_ns")[lo:hi] = self.column("dur")[lo:hi]
 
     def put(self, key: str, lo: int, hi: int, value: Any) -> None:
         """Rows ``[lo, hi)`` of column ``key`` take ``value`` (a scalar or an array)."""
@@ -146,16 +158,18 @@ class Builder:
         cols: dict[str, np.ndarray] = {}
         for key, dtype in COLUMNS:
             col = self.cols[key]
-            if col is None:
+            if key == "self_ns" and self._self_is_dur:
+                cols[key] = cols["dur"]
+            elif col is None:
                 assert self._upto[key] == n or n == 0, key
                 value = self._const[key] if n else 0
-                view = np.broadcast_to(np.array(value, dtype), (n,))
+                cols[key] = np.broadcast_to(np.array(value, dtype), (n,))
             else:
                 # A view, not a copy: the unused tail of the reservation (never touched, so
                 # never resident) is the price of never holding two copies of the events.
                 view = col[:n]
                 view.flags.writeable = False
-            cols[key] = view
+                cols[key] = view
         return Events(
             sources=self.sources,
             names=self.names,
