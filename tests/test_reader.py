@@ -339,6 +339,27 @@ def test_a_block_larger_than_a_read_carries_its_lane_across(tmp_path: Any) -> No
     assert len(set(lanes[per_read - 5 : -1])) == 1 and lanes[-2] != 0 and lanes[-1] == 0
 
 
+def test_a_threads_blocks_are_read_in_sequence_order_not_file_order(tmp_path: Any) -> None:
+    # A bounded log reuses blocks: a thread's later block may lie earlier in the file.
+    # Its sequence number (64 bits: the high word at offset 16) says the order.
+    f = Forge().metadata(*_names_and_threads(0))
+    f.thread(0, event(300, 10, 2, depth=1), event(290, 30, 1, child=10))  # filled last
+    f.thread(0, event(100, 10, 0, depth=1))  # filled first: its parent is in the next
+    f.thread(0, event(200, 5, 1, depth=1), event(95, 150, 0, child=15))
+    seqs = [(7, 1), (5, 0), (6, 0)]  # (low, high): 2**32 + 7, 5, 6
+    data = bytearray(f.data())
+    pos = forge.HEADER + len(f.blocks[0])  # after the metadata block
+    for block, (low, high) in zip(f.blocks[1:], seqs):
+        struct.pack_into("<II", data, pos + 12, low, high)
+        pos += len(block)
+    path = str(tmp_path / "seq.lpf")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    ev = _read(path)
+    assert (ev.start - WALL).tolist() == [100, 200, 95, 300, 290]
+    assert ev.parent.tolist() == [2, 2, -1, 4, -1]
+
+
 # -- live reads (issue 10, item 3) ---------------------------------------------------------
 
 LIVE_WRITER = """

@@ -416,9 +416,9 @@ def _read_events(fh: BinaryIO, blocks: BlockMap, b: Builder, anchor: int) -> _Fi
     out = _FileRows(first_row=b.n, pieces=[])
     lane_index: dict[int, int] = {}
     cols = {key: b.column(key) for key in ("start", "dur", "self_ns", "name", "depth", "error")}
-    # A thread's events in the order they closed: its blocks in the order they were
-    # allocated (their place in the file), each read front to back.
-    for first, end, owner in sorted(blocks.segments, key=lambda s: (s[2], s[0])):
+    # A thread's events in the order they closed: its blocks in the order it filled them
+    # (by sequence number), each read front to back.
+    for first, end, owner in blocks.in_thread_order():
         piece_lo = b.n
         out.lane_now = 0  # every block starts in lane 0
         while first < end:

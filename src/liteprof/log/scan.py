@@ -136,6 +136,8 @@ class BlockMap:
     segments: list[tuple[int, int, int]] = field(default_factory=list)
     """Slots of thread blocks after their header slot: ``(first, end, owner)``, in file
     order; ``end`` is cut at the end of the file."""
+    seqs: list[int] = field(default_factory=list)
+    """Each segment's block sequence number (``segments[i]``'s is ``seqs[i]``)."""
     meta_blocks: list[tuple[int, int]] = field(default_factory=list)
     """Entry slots of metadata blocks: ``(first, end)``, in file order."""
     end: int = 0
@@ -147,6 +149,16 @@ class BlockMap:
     """Damaged block headers met (the walk stops at the first)."""
     stopped: bool = False
     """The walk met a damaged block header: nothing after it can be reached."""
+
+    def in_thread_order(self) -> list[tuple[int, int, int]]:
+        """The segments by thread, each thread's in the order it filled them: by sequence
+        number (a bounded log reuses blocks, so file order is not filling order), then by
+        place in the file (sequence numbers that tie, in a forged file)."""
+        order = sorted(
+            range(len(self.segments)),
+            key=lambda i: (self.segments[i][2], self.seqs[i], self.segments[i][0]),
+        )
+        return [self.segments[i] for i in order]
 
     @property
     def capacity(self) -> int:
@@ -174,7 +186,7 @@ def scan_blocks(fh: BinaryIO, nslots: int, start: int = 0, out: BlockMap | None 
         head = fh.read(slot_bytes)
         if len(head) < slot_bytes:
             break
-        magic, owner, bsize, _seq = F.BLOCK_STRUCT.unpack(head)
+        magic, owner, bsize, seq, seq_hi = F.BLOCK_HEAD.unpack(head)
         if magic != F.BLOCK_MAGIC or bsize < 2 * slot_bytes or bsize % slot_bytes:
             if any(head):
                 out.skipped += 1
@@ -186,6 +198,7 @@ def scan_blocks(fh: BinaryIO, nslots: int, start: int = 0, out: BlockMap | None 
             out.meta_blocks.append((pos + 1, end))
         elif owner < F.FIRST_RESERVED_OWNER:
             out.segments.append((pos + 1, end, owner))
+            out.seqs.append(seq | seq_hi << 32)
         # else: padding, or a reserved kind of block: skipped whole.
         if pos + size_slots > nslots:
             # Cut at the end of the file: the rest of the block may still be written (a
