@@ -360,6 +360,43 @@ def test_a_threads_blocks_are_read_in_sequence_order_not_file_order(tmp_path: An
     assert ev.parent.tolist() == [2, 2, -1, 4, -1]
 
 
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_two_ids_with_one_name_are_one_scope(tmp_path: Any, size: str) -> None:
+    filler = _many_names(2100) if size == "large" else []
+    f = Forge().metadata(
+        name_entry(0, "A"), *filler, name_entry(1, "B"), name_entry(2, "A"), thread_entry(0, 7, "T")
+    )
+    f.thread(0, event(0, 1, 0), event(10, 2, 1), event(20, 4, 2))
+    ev = _read(f.write(str(tmp_path / "same-name.lpf")))
+    assert _names(ev) == ["A", "B", "A"]
+    assert ev.name.tolist()[0] == ev.name.tolist()[2]
+    assert ev.names.count("A") == 1
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_an_id_defined_twice_keeps_its_last_entry(tmp_path: Any, size: str) -> None:
+    filler = _many_names(2100) if size == "large" else []
+    f = Forge().metadata(name_entry(5, "first"), *filler, thread_entry(0, 7, "T"))
+    f.metadata(name_entry(5, "second"))
+    f.thread(0, event(0, 1, 5))
+    ev = _read(f.write(str(tmp_path / "twice.lpf")))
+    assert _names(ev) == ["second"]
+
+
+def test_a_million_names_read_without_a_dict_of_them(tmp_path: Any) -> None:
+    # The bulk path keeps (ids, texts) per metadata block; the Metadata.names dict that
+    # other readers use is still there, built on first use, equal to the loop's.
+    from liteprof.log.scan import Metadata, parse_entries, parse_metadata
+
+    body = b"".join(name_entry(i, f"n{i}") for i in range(20_000))
+    bulk, loop = Metadata(), Metadata()
+    parse_metadata(body, bulk)
+    parse_entries(body, 0, len(body) // 32, loop)
+    assert bulk.names == loop.names and len(bulk.names) == 20_000
+    ids, texts = bulk.name_table()
+    assert texts == [f"n{i}" for i in range(20_000)] and len(ids) == 1
+
+
 # -- live reads (issue 10, item 3) ---------------------------------------------------------
 
 LIVE_WRITER = """

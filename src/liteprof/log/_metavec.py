@@ -72,7 +72,7 @@ def _store(raw: bytes, slots: np.ndarray, heads: np.ndarray, out: Metadata) -> N
             decode_payload(raw[start : start + length]),
         )
     if names.size:
-        out.names.update(zip(slots["id"][names].tolist(), _decode_all(raw, slots, names)))
+        out.add_names(slots["id"][names].astype(np.int64), _decode_all(raw, slots, names))
 
 
 def _decode_all(raw: bytes, slots: np.ndarray, heads: np.ndarray) -> list[str]:

@@ -66,7 +66,7 @@ class Builder:
     def __init__(self) -> None:
         self.sources: list[str] = []
         self.names: list[str] = []
-        self.name_index: dict[str, int] = {}
+        self._index: dict[str, int] | None = {}
         self.cap = 0
         self.n = 0
         self.cols: dict[str, np.ndarray | None] = {name: None for name, _ in COLUMNS}
@@ -82,21 +82,35 @@ class Builder:
         self.last: int | None = None
         self.text = False
 
+    @property
+    def name_index(self) -> dict[str, int]:
+        """name -> its index in ``names``; built when first needed (a first file of unique
+        names takes its list as it is, and a million-entry dict is not made for nothing)."""
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self.names)}
+        return self._index
+
     def intern(self, name: str) -> int:
-        idx = self.name_index.get(name)
+        index = self.name_index
+        idx = index.get(name)
         if idx is None:
-            idx = self.name_index[name] = len(self.names)
+            idx = index[name] = len(self.names)
             self.names.append(name)
         return idx
 
-    def intern_all(self, names: list[str]) -> list[int]:
-        """``intern`` of each name, without a Python-level call per name."""
+    def intern_all(self, names: list[str]) -> np.ndarray:
+        """``intern`` of each name (as an int32 array), without a Python call per name."""
+        if not self.names and _all_different(names):
+            # The first names, all different: they are the list, in order.
+            self.names.extend(names)
+            self._index = None
+            return np.arange(len(names), dtype=np.int32)
         index = self.name_index
         before = len(index)
         ids = [index.setdefault(name, len(index)) for name in names]
         if len(index) != before:
             self.names.extend(list(index)[before:])
-        return ids
+        return np.array(ids, dtype=np.int32)
 
     def span(self, first: int, last: int) -> None:
         self.first = first if self.first is None else min(self.first, first)
@@ -181,6 +195,16 @@ class Builder:
             has_text_logs=self.text,
             **cols,
         )
+
+
+def _all_different(texts: list[str]) -> bool:
+    """Whether no text repeats: by their hashes (8 bytes each, where a set would take 32),
+    and by a set only if two hashes are equal."""
+    hashes = np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts))
+    hashes.sort()
+    if not bool(np.any(hashes[1:] == hashes[:-1])):
+        return True
+    return len(set(texts)) == len(texts)
 
 
 def _listdir(path: str) -> list[str]:
@@ -389,7 +413,8 @@ def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
         b.put("lane", r0, r1, 0)
     for lo, hi, owner in rows.pieces:
         b.put("thread", lo, hi, thread_ids.get(owner, -1))
-    undefined = _map_names(b, r0, r1, meta.names)
+    undefined = _map_names(b, r0, r1, meta)
+    del meta  # a million names' texts are in b.names now; the rest can go
     if undefined or any(owner not in thread_ids for _, _, owner in rows.pieces):
         kept = _drop_undefined(b, r0, r1)
         b.skipped += (r1 - r0) - kept
@@ -555,35 +580,45 @@ def _lanes(
     return lane
 
 
-def _map_names(b: Builder, r0: int, r1: int, names: dict[int, str]) -> int:
+def _map_names(b: Builder, r0: int, r1: int, names: Metadata | dict[int, str]) -> int:
     """Rows ``[r0, r1)``: the file's name ids -> indices into ``b.names`` (``-1`` for an id
     no metadata entry defines); returns how many are undefined.
 
     Ids are 32-bit and come from the file: a dense lookup table is only built when it is
     small (the writer numbers names 0, 1, 2, ...); a forged id like 2**32-1 would otherwise
     make it 32 GiB. Otherwise the ids are looked up in the sorted list of defined ones.
+    Where an id is defined twice, its last entry counts.
     """
     col = b.column("name")
     if r1 == r0:
         return 0
-    if not names:
+    if isinstance(names, dict):
+        id_parts: list[Any] = [list(names)]
+        texts = list(names.values())
+    else:
+        id_parts, texts = names.name_table()
+    if not texts:
         col[r0:r1] = -1
         return r1 - r0
-    idents = np.fromiter(names.keys(), dtype=np.int64, count=len(names))
-    gids = np.array(b.intern_all(list(names.values())), dtype=np.int32)
+    idents = np.concatenate([np.asarray(p, dtype=np.int64) for p in id_parts])
+    gids = b.intern_all(texts)
+    del texts
     top = int(idents.max())
     bad = 0
-    if top < 4 * len(names) + 1024:
+    if top < 4 * idents.size + 1024:
         lut = np.full(top + 2, -1, dtype=np.int32)
-        lut[idents] = gids
+        lut[idents] = gids  # in file order: a repeated id keeps its last entry
         for lo in range(r0, r1, _MAP_ROWS):
             part = col[lo : min(lo + _MAP_ROWS, r1)]
             ids = part.view(np.uint32).astype(np.intp)
             np.take(lut, ids, out=part, mode="clip")  # ids past the table: its last, -1
             bad += int(np.count_nonzero(part < 0))
         return bad
-    order = np.argsort(idents)
+    # The last entry of each id: a stable sort, then the last of each run.
+    order = np.argsort(idents, kind="stable")
     keys, values = idents[order], gids[order]
+    last = np.r_[keys[1:] != keys[:-1], True]
+    keys, values = keys[last], values[last]
     for lo in range(r0, r1, _MAP_ROWS):
         part = col[lo : min(lo + _MAP_ROWS, r1)]
         raw = part.view(np.uint32).astype(np.int64)

@@ -223,14 +223,60 @@ def rescan(fh: BinaryIO, blocks: BlockMap) -> BlockMap:
     return scan_blocks(fh, nslots, start=blocks.end)
 
 
-@dataclass
 class Metadata:
-    """A log's metadata entries: scope names and threads, by their ids in the file."""
+    """A log's metadata entries: scope names and threads, by their ids in the file.
 
-    names: dict[int, str] = field(default_factory=dict)
-    threads: dict[int, tuple[int, str]] = field(default_factory=dict)
-    """thread index -> (native thread id, thread name)"""
-    skipped: int = 0
+    ``names`` is the ``{id: text}`` dict; a reader of many names uses ``name_table``
+    instead, which does not build it: names parsed in bulk are kept as they came, an
+    array of ids and a list of texts per metadata block, which costs a fraction of a
+    dict of a million Python ints. A later entry for an id replaces an earlier one.
+    """
+
+    def __init__(self) -> None:
+        self.threads: dict[int, tuple[int, str]] = {}
+        """thread index -> (native thread id, thread name)"""
+        self.skipped = 0
+        self._parts: list[tuple[Any, list[str]]] = []  # (ids, texts) in file order
+        self._dict: dict[int, str] | None = None
+
+    def add_name(self, ident: int, text: str) -> None:
+        if self._parts and isinstance(self._parts[-1][0], list):
+            self._parts[-1][0].append(ident)
+            self._parts[-1][1].append(text)
+        else:
+            self._parts.append(([ident], [text]))
+        self._dict = None
+
+    def add_names(self, idents: Any, texts: list[str]) -> None:
+        """Names in bulk: ``idents`` a sequence (a numpy array) as long as ``texts``."""
+        self._parts.append((idents, texts))
+        self._dict = None
+
+    @property
+    def names(self) -> dict[int, str]:
+        """id -> text (built on first use)."""
+        if self._dict is None:
+            built: dict[int, str] = {}
+            for idents, texts in self._parts:
+                built.update(zip(_as_list(idents), texts))
+            self._dict = built
+        return self._dict
+
+    def name_table(self) -> tuple[list[Any], list[str]]:
+        """Every name entry in file order: the ids (lists or arrays, one per part, to be
+        concatenated) and their texts; where an id repeats, its last entry counts."""
+        texts: list[str] = []
+        for _ids, part in self._parts:
+            texts.extend(part)
+        return [idents for idents, _ in self._parts], texts
+
+    @property
+    def name_count(self) -> int:
+        return sum(len(texts) for _, texts in self._parts)
+
+
+def _as_list(idents: Any) -> list[int]:
+    return idents if isinstance(idents, list) else idents.tolist()
 
 
 # Below this many slots, a metadata block is parsed entry by entry in Python; above, with
@@ -273,7 +319,7 @@ def parse_entries(raw: bytes, i: int, n: int, out: Metadata) -> None:
         if kind == F.META_NAME or kind == F.META_THREAD:
             text = decode_payload(raw[(i + 1) * slot_bytes : (i + 1) * slot_bytes + length])
             if kind == F.META_NAME:
-                out.names[ident] = text
+                out.add_name(ident, text)
             else:
                 out.threads[ident] = (int(extra), text)
         i += 1 + nps
