@@ -1,14 +1,30 @@
-"""``liteprof run -- CMD``: run a command with recording on, then report the whole run."""
+"""``liteprof run -- CMD``: run a command with recording on, then report the whole run.
+
+Signals. The command runs in liteprof's process group, so a Ctrl-C (or a hang-up) that
+the terminal sends reaches it directly, and it must start with the signal dispositions
+liteprof itself was given (an ignored disposition survives ``exec``; a handled one does
+not). While it runs, liteprof blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT and waits for
+them with ``sigtimedwait``: one that another process sent to liteprof alone (``kill``) is
+forwarded to the command; one that the kernel sent to the whole foreground group (the
+terminal's Ctrl-C) is not, since the command got it already and a second SIGINT would
+break into its ``KeyboardInterrupt`` handling. Either way liteprof waits for the command,
+prints the report of what it recorded and removes its temporary log folder: a signal
+never leaves the command orphaned or the folder behind.
+
+Start-up cost. This module is imported by every ``liteprof`` command, and ``run`` itself
+sits between the user and the command, so it imports only what it uses (no
+``subprocess``: ``os.posix_spawnp`` starts the command) and reads nothing when nothing was
+recorded.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
+from types import FrameType
+from typing import Any, Callable
 
 from ..log.format import SUFFIX
 from .common import UsageError, one_line
@@ -21,6 +37,16 @@ DESCRIPTION = (
     "Run CMD with LITEPROF_LOG set (every Python process it starts that imports liteprof "
     "records), then print the report. Exit status: CMD's."
 )
+
+# Signals liteprof hands on to the command (the ones a user or a supervisor sends to stop
+# it); the kernel's SIGCHLD says the command ended.
+_FORWARD = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    if hasattr(signal, name)
+)
+_SI_KERNEL = 0x80  # siginfo's si_code for a signal the kernel (the terminal) generated
+_POLL_S = 0.5  # sigtimedwait's timeout: a lost SIGCHLD costs at most this long a wait
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +68,118 @@ def _logs_in(directory: str) -> list[str]:
         return []
 
 
+def _say(text: str) -> None:
+    """A line on stderr that never raises: after a hang-up the terminal is gone (EIO), and
+    the command's exit status and the clean-up matter more than the message."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP while liteprof reports: stop, but still clean up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _exit_status(wait_status: int) -> int:
+    """A ``waitpid`` status as a shell reports it: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    if os.WIFEXITED(wait_status):
+        return os.WEXITSTATUS(wait_status)
+    return 1  # pragma: no cover - stopped processes are not reported by a plain waitpid
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:  # it has just ended: nothing left to stop
+        pass
+
+
+def _reap(pid: int, block: bool) -> int | None:
+    """The command's wait status once it has ended, else ``None`` (never raises EINTR)."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+            continue
+        except ChildProcessError:  # pragma: no cover - reaped elsewhere: report success
+            return 0
+        return status if done == pid else None
+
+
+def _run_blocked(cmd: list[str], env: dict[str, str]) -> int:
+    """Start ``cmd`` and wait for it with the forwarded signals blocked; its exit status.
+
+    The signals are blocked before the command starts, so none can slip in between, and
+    ``posix_spawnp`` gives the command the signal mask liteprof had before (its
+    dispositions follow ``exec``'s rule: ignored stays ignored, handled becomes default).
+    """
+    waited = set(_FORWARD) | {signal.SIGCHLD}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        try:
+            pid = os.posix_spawnp(cmd[0], cmd, env, setsigmask=old_mask)
+        except OSError as exc:
+            raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+        while True:
+            status = _reap(pid, block=False)
+            if status is not None:
+                break
+            info = signal.sigtimedwait(waited, _POLL_S)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_code != _SI_KERNEL:  # kill() by a process: liteprof alone got it
+                _forward(pid, info.si_signo)
+        # Signals that came after the command ended would act the moment they are
+        # unblocked (SIGTERM's default kills before the report): take them now.
+        while signal.sigtimedwait(waited, 0) is not None:
+            pass
+        return _exit_status(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _run_handled(cmd: list[str], env: dict[str, str]) -> int:
+    """Where ``sigtimedwait`` is missing (macOS): handlers that forward what a process
+    sends to liteprof; the command's exit status. SIGINT is not forwarded there, since
+    without ``siginfo`` a Ctrl-C that the command got already cannot be told apart; it
+    only keeps liteprof waiting."""
+    import subprocess
+
+    pid_box: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if pid_box and signum != signal.SIGINT:
+            _forward(pid_box[0], signum)
+
+    previous: dict[int, Any] = {}
+    for signum in _FORWARD:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, forward)
+    try:
+        try:
+            proc = subprocess.Popen(cmd, env=env)
+        except OSError as exc:
+            raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+        pid_box.append(proc.pid)
+        code = proc.wait()
+        return 128 - code if code < 0 else code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
 def main(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -59,22 +197,37 @@ def main(args: argparse.Namespace) -> int:
     report_output = None if args.export_format else args.output  # -o: the export's
     check_output(args.format, report_output, args.html)
     temporary = args.log is None
-    log_dir = args.log if args.log else tempfile.mkdtemp(prefix="liteprof-run-")
+    if temporary:
+        import tempfile
+
+        log_dir = tempfile.mkdtemp(prefix="liteprof-run-")
+    else:
+        log_dir = args.log
     env = dict(os.environ)
     env["LITEPROF_LOG"] = os.path.abspath(log_dir)
     env["LITEPROF_UNDER_RUN"] = "1"  # maybe_emit_report leaves the logs to this report
     earlier = set(_logs_in(log_dir))  # a reused --log DIR: report this run's logs only
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child gets it and decides
     try:
-        try:
-            proc = subprocess.Popen(cmd, env=env)
-        except OSError as exc:
-            if temporary:
-                shutil.rmtree(log_dir, ignore_errors=True)
-            raise UsageError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-        code = proc.wait()
+        run: Callable[[list[str], dict[str, str]], int] = (
+            _run_blocked if hasattr(signal, "sigtimedwait") else _run_handled
+        )
+        code = run(cmd, env)
+        return _report_and_clean(args, log_dir, earlier, temporary, code)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if temporary and not args.keep:
+            _remove(log_dir)
+
+
+def _report_and_clean(
+    args: argparse.Namespace, log_dir: str, earlier: set[str], temporary: bool, code: int
+) -> int:
+    """Report this run's logs; SIGTERM or SIGHUP meanwhile stops the report (the caller
+    still removes the folder) and the exit status stays the command's."""
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _stop)
     try:
         new = [f for f in _logs_in(log_dir) if f not in earlier]
         if new:
@@ -86,14 +239,22 @@ def main(args: argparse.Namespace) -> int:
                 except Exception as exc:  # the report stands; the status stays CMD's
                     sys.stderr.write(f"liteprof: cannot export {log_dir}: {one_line(exc)}\n")
         else:
-            sys.stderr.write("liteprof: nothing was recorded (does the program import liteprof?)\n")
+            _say("liteprof: nothing was recorded (does the program import liteprof?)\n")
+        if temporary and args.keep:
+            _say(f"liteprof: log kept in {log_dir}\n")
+    except _Stopped:
+        pass
+    except KeyboardInterrupt:
+        _say("liteprof: report interrupted\n")
     except Exception as exc:  # the command's exit status matters more than the report
-        sys.stderr.write(f"liteprof: cannot report {log_dir}: {one_line(exc)}\n")
+        _say(f"liteprof: cannot report {log_dir}: {one_line(exc)}\n")
     finally:
-        if temporary and not args.keep:
-            shutil.rmtree(log_dir, ignore_errors=True)
-        elif temporary:
-            sys.stderr.write(f"liteprof: log kept in {log_dir}\n")
-    if code < 0:  # killed by a signal: report it the way a shell does
-        return 128 - code
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return code
+
+
+def _remove(directory: str) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
