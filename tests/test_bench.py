@@ -30,6 +30,7 @@ def test_every_suite_follows_the_interface() -> None:
         "export",
         "startup",
         "html",
+        "cli",
     ]
     for position, (name, module) in enumerate(SUITES.items()):
         assert module.NAME == name and module.__name__ == f"bench.suites.{name}"
@@ -44,7 +45,17 @@ def test_selection_pulls_in_needs_and_drops_a_suite_whose_need_is_skipped() -> N
     assert runner.select([], []) == (list(SUITES), [])
     assert runner.select(["asyncio"], []) == (["hotpath", "asyncio"], [])
     names, notes = runner.select([], ["hotpath"])
-    assert names == ["never", "tasks", "threads", "reader", "names", "export", "startup", "html"]
+    assert names == [
+        "never",
+        "tasks",
+        "threads",
+        "reader",
+        "names",
+        "export",
+        "startup",
+        "html",
+        "cli",
+    ]
     assert notes == [
         "hotpath skipped (--skip)",
         "asyncio skipped: it needs hotpath, which is skipped",

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, export, hotpath, html, names, never, reader, startup, tasks, threads
+from . import asyncio, cli, export, hotpath, html, names, never, reader, startup, tasks, threads
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -47,6 +47,7 @@ SUITES: dict[str, ModuleType] = {
         export,
         startup,
         html,
+        cli,
     )
 }
 

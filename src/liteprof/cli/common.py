@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import sys
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Iterable, Iterator
 
+TYPE_CHECKING = False  # typing costs an import that every command would pay
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from ..analysis.types import Result
 
 EXIT_ERROR = 2
@@ -18,9 +21,64 @@ class UsageError(Exception):
     """A mistake of the user's: reported as one line, exit status 2."""
 
 
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it (``COLUMNS``, then
+    stdout's terminal, else 80), without importing ``shutil`` and the compression modules
+    it brings: argparse builds a formatter for every option it adds."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout else 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        width = _columns() - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+class FormatChoices:
+    """The ``--format`` choices of a kind of result, read from the renderers' registry only
+    when argparse needs them (a ``--format`` given, ``--help``): building a parser then
+    costs no import of every renderer, which ``liteprof run`` would pay before the
+    command even starts."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def _names(self) -> tuple[str, ...]:
+        from ..renderers import formats
+
+        return formats(self.kind)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def one_line(value: object) -> str:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .common import UsageError, emit_rendered, require_numpy
+from .common import FormatChoices, UsageError, emit_rendered, require_numpy
 
 if TYPE_CHECKING:
     from ..analysis.types import Result
@@ -20,9 +20,13 @@ BY_CHOICES = ("process", "thread")
 
 def add_format_arguments(parser: argparse.ArgumentParser) -> None:
     """``--format``, ``--by`` and ``-o``, shared with ``liteprof run``."""
-    from ..renderers import formats
-
-    parser.add_argument("--format", choices=formats("report"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=FormatChoices("report"),
+        default="table",
+        metavar="FORMAT",  # a metavar, else argparse lists the choices (imports them) now
+        help="%(choices)s (default %(default)s)",
+    )
     parser.add_argument(
         "--by",
         choices=BY_CHOICES,

@@ -13,8 +13,9 @@ never leaves the command orphaned or the folder behind.
 
 Start-up cost. This module is imported by every ``liteprof`` command, and ``run`` itself
 sits between the user and the command, so it imports only what it uses (no
-``subprocess``: ``os.posix_spawnp`` starts the command) and reads nothing when nothing was
-recorded.
+``subprocess``: ``os.posix_spawnp`` starts the command; no ``tempfile`` nor ``shutil``,
+which import ``random``, ``weakref`` and three compression modules, for one folder of
+flat files) and reads nothing when nothing was recorded.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ import argparse
 import os
 import signal
 import sys
-from types import FrameType
-from typing import Any, Callable
+from collections.abc import Callable
 
 from ..log.format import SUFFIX
 from .common import UsageError, one_line
 from .export import add_export_arguments, export
 from .export import check as check_export
 from .report import add_format_arguments, check_output, report
+
+TYPE_CHECKING = False  # typing costs an import that every liteprof run would pay
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 HELP = "run a command with recording on, then print the report"
 DESCRIPTION = (
@@ -197,12 +202,7 @@ def main(args: argparse.Namespace) -> int:
     report_output = None if args.export_format else args.output  # -o: the export's
     check_output(args.format, report_output, args.html)
     temporary = args.log is None
-    if temporary:
-        import tempfile
-
-        log_dir = tempfile.mkdtemp(prefix="liteprof-run-")
-    else:
-        log_dir = args.log
+    log_dir = _make_temporary_folder() if temporary else args.log
     env = dict(os.environ)
     env["LITEPROF_LOG"] = os.path.abspath(log_dir)
     env["LITEPROF_UNDER_RUN"] = "1"  # maybe_emit_report leaves the logs to this report
@@ -254,7 +254,39 @@ def _report_and_clean(
     return code
 
 
-def _remove(directory: str) -> None:
-    import shutil
+def _make_temporary_folder() -> str:
+    """A new private folder ``liteprof-run-XXXX`` where ``tempfile`` would make one (the
+    first of ``TMPDIR``, ``TEMP``, ``TMP``, the system's folders that takes it), like
+    ``tempfile.mkdtemp``: mode 0700, a name that cannot be guessed, never one that exists."""
+    bases = [os.environ.get(v) for v in ("TMPDIR", "TEMP", "TMP")]
+    for base in [b for b in bases if b] + ["/tmp", "/var/tmp", "/usr/tmp"]:
+        for _attempt in range(10):
+            path = os.path.join(base, "liteprof-run-" + os.urandom(8).hex())
+            try:
+                os.mkdir(path, 0o700)
+                return os.path.abspath(path)
+            except FileExistsError:
+                continue
+            except OSError:  # missing, not a folder, not writable: the next candidate
+                break
+    import tempfile  # nothing usable above: tempfile's search (cwd too) and its error
 
-    shutil.rmtree(directory, ignore_errors=True)
+    return tempfile.mkdtemp(prefix="liteprof-run-")
+
+
+def _remove(directory: str) -> None:
+    """Remove the temporary folder: its log files, then itself (anything else in it, say
+    a folder the program made there, goes with ``shutil.rmtree``)."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    raise IsADirectoryError(entry.path)
+                os.unlink(entry.path)
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
