@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import diff, export, report, run
+from . import diff, export, report, run, serve, top
 from .common import EXIT_ERROR, Parser, UsageError, one_line
 
 TYPE_CHECKING = False  # typing costs an import that every command would pay
@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
-COMMANDS: dict[str, ModuleType] = {"run": run, "report": report, "diff": diff, "export": export}
+COMMANDS: dict[str, ModuleType] = {
+    "run": run,
+    "report": report,
+    "diff": diff,
+    "export": export,
+    "top": top,
+    "serve": serve,
+}
 """Command name -> module with ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)`` and
 ``main(args) -> exit status``."""
 

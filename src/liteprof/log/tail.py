@@ -42,7 +42,14 @@ import numpy as np
 
 from . import format as F
 from .errors import LogError
-from .scan import Header, Metadata, parse_metadata, read_header, scan_blocks
+from .scan import (
+    Header,
+    Metadata,
+    header_never_written,
+    parse_metadata,
+    read_header,
+    scan_blocks,
+)
 
 SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
 _SLOT = F.SLOT_SIZE
@@ -136,8 +143,10 @@ class _File:
         self.walk_end = 0
         self.walk_stopped = False
         self.last_block: int | None = None  # slot of the last block header walked
-        self.blocks: list[_Block] = []
+        self.blocks: list[_Block] = []  # thread blocks with slots still to read
+        self.known: dict[int, _Block] = {}  # every thread block walked, by first slot
         self.metas: list[_MetaBlock] = []
+        self.known_meta: dict[int, _MetaBlock] = {}
         self.threads: set[int] = set()
         self.name_map: dict[int, int] = {}
         self._lut = np.full(1, -1, np.int64)
@@ -320,8 +329,7 @@ class Tail:
         """Read ``f``'s header once it is written; whether it is."""
         head = f.pread(F.HEADER_SIZE, 0)
         if head[: len(F.MAGIC)] != F.MAGIC:
-            written = head[: len(F.MAGIC)].rstrip(b"\0")
-            if F.MAGIC.startswith(written):
+            if header_never_written(head):
                 return False  # reserved, header not written yet (or never: a killed writer)
             if single:
                 raise LogError(f"{f.path}: not a liteprof log")
@@ -433,9 +441,21 @@ class Tail:
                 again.meta_blocks[:0] = blocks.meta_blocks
                 blocks = again
         for first, end, owner in blocks.segments:
-            f.blocks.append(_Block(cursor=first, end=end, owner=owner))
+            known = f.known.get(first)
+            if known is None:  # a block cut at the file's end is walked again, whole
+                known = f.known[first] = _Block(cursor=first, end=end, owner=owner)
+                f.blocks.append(known)
+            elif end > known.end:
+                if known.cursor >= known.end:
+                    f.blocks.append(known)
+                known.end = end
         for first, end in blocks.meta_blocks:
-            f.metas.append(_MetaBlock(cursor=first, end=end))
+            meta = f.known_meta.get(first)
+            if meta is None:
+                meta = f.known_meta[first] = _MetaBlock(cursor=first, end=end)
+                f.metas.append(meta)
+            elif end > meta.end:
+                meta.end, meta.done = end, False
         heads = [first - 1 for first, _e, _o in blocks.segments]
         heads += [first - 1 for first, _e in blocks.meta_blocks]
         if heads:
