@@ -31,6 +31,7 @@ def test_every_suite_follows_the_interface() -> None:
         "startup",
         "html",
         "cli",
+        "live",
     ]
     for position, (name, module) in enumerate(SUITES.items()):
         assert module.NAME == name and module.__name__ == f"bench.suites.{name}"
@@ -55,6 +56,7 @@ def test_selection_pulls_in_needs_and_drops_a_suite_whose_need_is_skipped() -> N
         "startup",
         "html",
         "cli",
+        "live",
     ]
     assert notes == [
         "hotpath skipped (--skip)",

@@ -213,6 +213,18 @@ def test_prometheus_scrapes_counts_that_grow_and_the_right_p50(
         )
         true_p50 = (LOW + HIGH) / 2 / 1e9
         assert p50 is not None and abs(p50 - true_p50) / true_p50 < 0.01, (p50, true_p50)
+        # The README's query: p99 per scope, from the rate of the buckets.
+        readme_p99 = (
+            "histogram_quantile(0.99, sum by (scope, le) "
+            "(rate(liteprof_scope_duration_seconds_bucket[5m])))"
+        )
+        rows = _wait_until(
+            "the README's p99 query",
+            lambda: [
+                r for r in prometheus.query(readme_p99) if r["metric"]["scope"] == "Known:work"
+            ],
+        )
+        assert LOW / 1e9 < float(rows[0]["value"][1]) <= HIGH / 1e9, rows
         total = prometheus.value(f"sum(liteprof_scope_duration_seconds_sum{{{sel}}})")
         assert total is not None and abs(total - 2 * N * true_p50) / (2 * N * true_p50) < 1e-6
         errors = f'liteprof_scope_errors_total{{scope="Known:fail",pid="{program.pid}"}}'

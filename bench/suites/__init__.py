@@ -32,7 +32,20 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import asyncio, cli, export, hotpath, html, names, never, reader, startup, tasks, threads
+from . import (
+    asyncio,
+    cli,
+    export,
+    hotpath,
+    html,
+    live,
+    names,
+    never,
+    reader,
+    startup,
+    tasks,
+    threads,
+)
 
 SUITES: dict[str, ModuleType] = {
     m.NAME: m
@@ -48,6 +61,7 @@ SUITES: dict[str, ModuleType] = {
         startup,
         html,
         cli,
+        live,
     )
 }
 

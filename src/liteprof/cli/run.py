@@ -212,14 +212,19 @@ def main(args: argparse.Namespace) -> int:
             _run_blocked if hasattr(signal, "sigtimedwait") else _run_handled
         )
         code = run(cmd, env)
-        return _report_and_clean(args, log_dir, earlier, temporary, code)
+        return _report_and_clean(args, log_dir, earlier, temporary, code, report_output)
     finally:
         if temporary and not args.keep:
             _remove(log_dir)
 
 
 def _report_and_clean(
-    args: argparse.Namespace, log_dir: str, earlier: set[str], temporary: bool, code: int
+    args: argparse.Namespace,
+    log_dir: str,
+    earlier: set[str],
+    temporary: bool,
+    code: int,
+    report_output: str | None,
 ) -> int:
     """Report this run's logs; SIGTERM or SIGHUP meanwhile stops the report (the caller
     still removes the folder) and the exit status stays the command's."""
@@ -237,7 +242,7 @@ def _report_and_clean(
                 try:
                     export(paths, args)
                 except Exception as exc:  # the report stands; the status stays CMD's
-                    sys.stderr.write(f"liteprof: cannot export {log_dir}: {one_line(exc)}\n")
+                    _say(f"liteprof: cannot export {log_dir}: {one_line(exc)}\n")
         else:
             _say("liteprof: nothing was recorded (does the program import liteprof?)\n")
         if temporary and args.keep:

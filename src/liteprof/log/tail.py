@@ -43,6 +43,7 @@ import numpy as np
 from . import format as F
 from .errors import LogError
 from .scan import (
+    BlockMap,
     Header,
     Metadata,
     header_never_written,
@@ -123,6 +124,7 @@ class _Block:
     end: int
     owner: int
     chunk: int = _FIRST_CHUNK
+    head: bytes = b""  # its header slot, in a bounded log (which reuses blocks)
 
 
 @dataclass
@@ -147,6 +149,8 @@ class _File:
         self.known: dict[int, _Block] = {}  # every thread block walked, by first slot
         self.metas: list[_MetaBlock] = []
         self.known_meta: dict[int, _MetaBlock] = {}
+        self.pads: dict[int, tuple[bytes, int]] = {}  # padding: its header, its end
+        self.bounded = False
         self.threads: set[int] = set()
         self.name_map: dict[int, int] = {}
         self._lut = np.full(1, -1, np.int64)
@@ -351,6 +355,8 @@ class Tail:
                 del self._files[f.path]
                 self.skipped += 1
                 return False
+        bound = f.header.meta.get("max_bytes")
+        f.bounded = isinstance(bound, int) and not isinstance(bound, bool)
         row = f.header.process(f.path)
         f.proc.pid, f.proc.name, f.proc.host, f.proc.rank = (
             row["pid"],
@@ -383,8 +389,11 @@ class Tail:
         if nslots < f.walk_end and not self._trimmed(f, nslots):
             f.proc.state = TRUNCATED
             return None, budget, True
-        if not f.walk_stopped and nslots > f.walk_end:
-            self._walk(f, nslots, batch)
+        if not f.walk_stopped:
+            if not f.bounded:
+                self._revisit_padding(f, batch)
+            if nslots > f.walk_end or f.bounded:
+                self._walk(f, nslots, batch)
         raws: list[tuple[np.ndarray, int]] = []
         for blk in f.blocks:
             if budget <= 0:
@@ -400,7 +409,9 @@ class Tail:
         # blocks are read at the next poll).
         if not f.walk_stopped:
             grown = max(0, os.fstat(f.fd).st_size - F.HEADER_SIZE) // _SLOT
-            if grown > f.walk_end:
+            if not f.bounded:
+                self._revisit_padding(f, batch)
+            if grown > f.walk_end or f.bounded:
                 self._walk(f, grown, batch)
         self._read_metadata(f, batch)
         if not raws:
@@ -430,17 +441,39 @@ class Tail:
         return True
 
     def _walk(self, f: _File, nslots: int, batch: Batch) -> None:
-        """Walk the block headers added since the last walk."""
+        """Walk the block headers added since the last walk (a bounded log: all of them,
+        since it reuses its blocks in place)."""
+        if f.bounded:
+            self._walk_bounded(f, nslots, batch)
+            return
+        f.walk_end = self._walk_range(f, f.walk_end, nslots, batch)
+
+    def _scan(self, f: _File, start: int, stop: int, batch: Batch) -> BlockMap:
         with os.fdopen(os.dup(f.fd), "rb", buffering=0) as fh:
-            blocks = scan_blocks(fh, nslots, start=f.walk_end)
+            blocks = scan_blocks(fh, stop, start=start)
             if blocks.skipped:
                 # A header being written while it was read can look damaged for an
                 # instant: read it once more before counting it.
-                again = scan_blocks(fh, nslots, start=blocks.end)
+                again = scan_blocks(fh, stop, start=blocks.end)
                 again.segments[:0] = blocks.segments
                 again.meta_blocks[:0] = blocks.meta_blocks
                 blocks = again
+        if blocks.skipped:
+            # A damaged block header: nothing after it can be reached (as in a whole
+            # read). Counted once; the walk stops for good.
+            f.walk_stopped = True
+            batch.skipped += blocks.skipped
+            f.proc.skipped += blocks.skipped
+        return blocks
+
+    def _walk_range(self, f: _File, start: int, stop: int, batch: Batch) -> int:
+        """Walk ``[start, stop)``; note its blocks and the padding blocks between them
+        (the uncarved rest of an arena, where thread blocks are carved later); the slot
+        where the walk stopped."""
+        blocks = self._scan(f, start, stop, batch)
+        taken: list[tuple[int, int]] = []
         for first, end, owner in blocks.segments:
+            taken.append((first - 1, end))
             known = f.known.get(first)
             if known is None:  # a block cut at the file's end is walked again, whole
                 known = f.known[first] = _Block(cursor=first, end=end, owner=owner)
@@ -450,22 +483,75 @@ class Tail:
                     f.blocks.append(known)
                 known.end = end
         for first, end in blocks.meta_blocks:
-            meta = f.known_meta.get(first)
-            if meta is None:
-                meta = f.known_meta[first] = _MetaBlock(cursor=first, end=end)
-                f.metas.append(meta)
-            elif end > meta.end:
-                meta.end, meta.done = end, False
-        heads = [first - 1 for first, _e, _o in blocks.segments]
-        heads += [first - 1 for first, _e in blocks.meta_blocks]
-        if heads:
-            f.last_block = max(heads)
-        if blocks.skipped:
-            # A damaged block header: nothing after it can be reached (as in a whole
-            # read). Counted once; the walk stops for good.
-            f.walk_stopped = True
-            batch.skipped += blocks.skipped
-            f.proc.skipped += blocks.skipped
+            taken.append((first - 1, end))
+            self._meta_block(f, first, end)
+        if taken:
+            f.last_block = max(f.last_block or 0, max(t[0] for t in taken))
+        # What the walk stepped over without a block of ours: padding (and reserved
+        # kinds of block); remember each padding block, to look at it again.
+        pos = start
+        for lo, hi in sorted(taken) + [(blocks.end, blocks.end)]:
+            if lo > pos:
+                self._note_padding(f, pos, lo, batch)
+            pos = max(pos, hi)
+        return blocks.end
+
+    def _meta_block(self, f: _File, first: int, end: int) -> None:
+        meta = f.known_meta.get(first)
+        if meta is None:
+            meta = f.known_meta[first] = _MetaBlock(cursor=first, end=end)
+            f.metas.append(meta)
+        elif end > meta.end:
+            meta.end, meta.done = end, False
+
+    def _note_padding(self, f: _File, start: int, stop: int, batch: Batch) -> None:
+        pos = start
+        while pos < stop:
+            head = f.slots(pos, 1)
+            if len(head) < _SLOT:
+                return
+            magic, owner, bsize, _seq = F.BLOCK_STRUCT.unpack(head)
+            if magic != F.BLOCK_MAGIC or bsize < 2 * _SLOT or bsize % _SLOT:
+                return
+            if owner == F.PAD_OWNER:
+                f.pads[pos] = (head, min(pos + bsize // _SLOT, stop))
+            elif owner == F.META_OWNER or owner < F.FIRST_RESERVED_OWNER:
+                # Carved since the walk stepped over it as padding: walk it now.
+                self._walk_range(f, pos, stop, batch)
+                return
+            pos += bsize // _SLOT
+
+    def _revisit_padding(self, f: _File, batch: Batch) -> None:
+        """A padding block whose header changed has had blocks carved into it: walk it."""
+        for pos, (head, stop) in list(f.pads.items()):
+            if f.walk_stopped:
+                return
+            if f.slots(pos, 1) != head:
+                del f.pads[pos]
+                self._walk_range(f, pos, stop, batch)
+
+    def _walk_bounded(self, f: _File, nslots: int, batch: Batch) -> None:
+        """A bounded log reuses regions in place (``LITEPROF_MAX_MB``): each walk reads
+        every block header (a cost bounded by the log's bound), and a thread block is the
+        one it was only while its header, sequence number included, is the same. The
+        events of a block reused before they were read are in the log's summary."""
+        blocks = self._scan(f, 0, nslots, batch)
+        known: dict[int, _Block] = {}
+        for first, end, owner in blocks.segments:
+            head = f.slots(first - 1, 1)
+            blk = f.known.get(first)
+            if blk is None or blk.head != head:
+                blk = _Block(cursor=first, end=end, owner=owner, head=head)
+            blk.end = max(blk.end, end)
+            known[first] = blk
+        f.known = known
+        f.blocks = [b for b in known.values() if b.cursor < b.end]
+        for first, end in blocks.meta_blocks:
+            self._meta_block(f, first, end)
+        if blocks.segments or blocks.meta_blocks:
+            f.last_block = max(
+                [s[0] - 1 for s in blocks.segments] + [m[0] - 1 for m in blocks.meta_blocks]
+            )
         f.walk_end = blocks.end
 
     def _read_block(self, f: _File, blk: _Block, budget: int) -> np.ndarray | None:
