@@ -57,19 +57,17 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class FormatChoices:
-    """The ``--format`` choices of a kind of result, read from the renderers' registry only
-    when argparse needs them (a ``--format`` given, ``--help``): building a parser then
-    costs no import of every renderer, which ``liteprof run`` would pay before the
-    command even starts."""
+class LazyChoices:
+    """Choices for argparse read from a registry only when argparse needs them (a value
+    given, ``--help``): building a parser then imports no registry (every renderer, every
+    exporter), which ``liteprof run`` would pay before the command even starts. Give the
+    option a ``metavar``, else argparse lists the choices at once."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self._load = names
 
     def _names(self) -> tuple[str, ...]:
-        from ..renderers import formats
-
-        return formats(self.kind)
+        return tuple(self._load())
 
     def __contains__(self, name: object) -> bool:
         return name in self._names()
@@ -79,6 +77,19 @@ class FormatChoices:
 
     def __len__(self) -> int:
         return len(self._names())
+
+
+class FormatChoices(LazyChoices):
+    """The ``--format`` choices of a kind of result, from the renderers' registry."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(self._formats)
+
+    def _formats(self) -> tuple[str, ...]:
+        from ..renderers import formats
+
+        return formats(self.kind)
 
 
 def one_line(value: object) -> str:

@@ -6,9 +6,12 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, BinaryIO
 
-from .common import UsageError, require_numpy
+from .common import LazyChoices, UsageError, require_numpy
+
+TYPE_CHECKING = False  # typing costs an import that every liteprof command would pay
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 HELP = "export events to Perfetto, Chrome trace, speedscope, folded stacks, Parquet or OTLP"
 DESCRIPTION = (
@@ -41,18 +44,22 @@ def _nanoseconds(text: str) -> int:
     return value
 
 
-def add_export_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
-    """The format, output and filters; ``liteprof run`` shares them (as ``--export``)."""
+def _exporters() -> list[str]:
     from ..exporters import EXPORTERS
 
+    return list(EXPORTERS)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The format, output and filters; ``liteprof run`` shares them (as ``--export``)."""
     fmt = "--export" if prefix else "--format"
     parser.add_argument(
         fmt,
         dest="export_format",
-        choices=list(EXPORTERS),
+        choices=LazyChoices(_exporters),  # no exporter imported to build the parser
         required=not prefix,
         metavar="FMT",
-        help="one of: " + ", ".join(EXPORTERS),
+        help="one of: %(choices)s",
     )
     if not prefix:  # liteprof run has its -o already (the export's file with --export)
         parser.add_argument(

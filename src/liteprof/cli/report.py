@@ -6,11 +6,13 @@ import argparse
 import gc
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from .common import FormatChoices, UsageError, emit_rendered, require_numpy
 
+TYPE_CHECKING = False  # typing costs an import that every liteprof run would pay
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..analysis.types import Result
 
 HELP = "report one or more logs"

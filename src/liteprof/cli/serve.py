@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-from typing import Any
 
 from ..log import format as F
 from .common import UsageError, require_numpy
+
+TYPE_CHECKING = False  # typing and threading cost imports that every command would pay
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "serve Prometheus metrics of logs being written"
 DESCRIPTION = (
@@ -76,6 +78,8 @@ class Metrics:
     """Cumulative histograms and error counts per (scope, process), fed by a ``Tail``."""
 
     def __init__(self, path: str) -> None:
+        import threading
+
         import numpy as np
 
         from ..log.tail import Tail
@@ -225,7 +229,7 @@ def _handler(metrics: Metrics) -> Any:
     return Handler
 
 
-def _poll_forever(metrics: Metrics, interval: float, stop: threading.Event) -> None:
+def _poll_forever(metrics: Metrics, interval: float, stop: Any) -> None:
     while not stop.wait(interval):
         try:
             metrics.poll()
@@ -237,6 +241,7 @@ def _poll_forever(metrics: Metrics, interval: float, stop: threading.Event) -> N
 def main(args: argparse.Namespace) -> int:
     require_numpy()
     import signal
+    import threading
     from http.server import ThreadingHTTPServer
 
     if not 0 <= args.port <= 65535:

@@ -21,9 +21,12 @@ import os
 import sys
 import time
 from collections import deque
-from typing import Any
 
 from .common import UsageError, require_numpy
+
+TYPE_CHECKING = False  # typing costs an import that every liteprof command would pay
+if TYPE_CHECKING:
+    from typing import Any
 
 HELP = "live view of logs being written"
 DESCRIPTION = (
