@@ -123,6 +123,7 @@ class _Block:
     cursor: int
     end: int
     owner: int
+    first: int = 0  # its first slot after the header
     chunk: int = _FIRST_CHUNK
     head: bytes = b""  # its header slot, in a bounded log (which reuses blocks)
 
@@ -476,7 +477,7 @@ class Tail:
             taken.append((first - 1, end))
             known = f.known.get(first)
             if known is None:  # a block cut at the file's end is walked again, whole
-                known = f.known[first] = _Block(cursor=first, end=end, owner=owner)
+                known = f.known[first] = _Block(cursor=first, end=end, owner=owner, first=first)
                 f.blocks.append(known)
             elif end > known.end:
                 if known.cursor >= known.end:
@@ -541,7 +542,7 @@ class Tail:
             head = f.slots(first - 1, 1)
             blk = f.known.get(first)
             if blk is None or blk.head != head:
-                blk = _Block(cursor=first, end=end, owner=owner, head=head)
+                blk = _Block(cursor=first, end=end, owner=owner, first=first, head=head)
             blk.end = max(blk.end, end)
             known[first] = blk
         f.known = known
@@ -571,6 +572,11 @@ class Tail:
                 break  # the writer is there (or the file ends)
             chunk = min(2 * chunk, _MAX_CHUNK)
         if not out:
+            return None
+        if f.bounded and f.slots(blk.first - 1, 1) != blk.head:
+            # Recycled while it was read (its header changes before any of its bytes do):
+            # what was read may be another block's; its events are in the summary.
+            blk.cursor = blk.end
             return None
         # What this poll found sizes the next poll's first read.
         blk.chunk = max(_FIRST_CHUNK, min(_MAX_CHUNK, pos - blk.cursor))
