@@ -32,6 +32,7 @@ def test_every_suite_follows_the_interface() -> None:
         "html",
         "cli",
         "live",
+        "files",
     ]
     for position, (name, module) in enumerate(SUITES.items()):
         assert module.NAME == name and module.__name__ == f"bench.suites.{name}"
@@ -57,6 +58,7 @@ def test_selection_pulls_in_needs_and_drops_a_suite_whose_need_is_skipped() -> N
         "html",
         "cli",
         "live",
+        "files",
     ]
     assert notes == [
         "hotpath skipped (--skip)",

@@ -36,6 +36,7 @@ from . import (
     asyncio,
     cli,
     export,
+    files,
     hotpath,
     html,
     live,
@@ -62,6 +63,7 @@ SUITES: dict[str, ModuleType] = {
         html,
         cli,
         live,
+        files,
     )
 }
 

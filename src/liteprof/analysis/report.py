@@ -23,6 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from ..log.events import Events
+from . import dropped
 from .stats import Grouped, grouped, sums_by_key
 from .tree import Nodes, build_nodes, nearest_above, preorder
 from .types import (
@@ -171,6 +172,8 @@ class _Analysis:
             self.nodes.of_event, self.nodes.size, ev.dur, ev.self_ns, ev.error
         )
         self._name_stats()
+        if ev.dropped:
+            self._add_dropped()
         self._group_index()
 
     # -- scopes ---------------------------------------------------------------------------
@@ -195,6 +198,14 @@ class _Analysis:
         del mask
         self.name_row[several.key] = stats.size + np.arange(several.size)
         self.table = Grouped.concat([stats, several])
+
+    def _add_dropped(self) -> None:
+        """What bounded logs dropped, into the per-name table (``dropped.py``)."""
+        sums = dropped.sums(self.ev.dropped, lambda r: r.name)
+        row_of = {k: int(self.name_row[k]) for k in sums}
+        self.table = dropped.merge(self.table, row_of, sums)
+        for k, r in row_of.items():
+            self.name_row[k] = r
 
     def scopes(self) -> Rows[ScopeRow]:
         present = np.flatnonzero(self.name_row >= 0)
@@ -252,6 +263,16 @@ class _Analysis:
         key = ev.name.astype(np.int64) * n + np.where(part < 0, n - 1, part)
         stats = grouped(key, self.n_names * n, ev.dur, ev.self_ns, ev.error)
         del key
+        if ev.dropped:  # by process, or, having no thread, in the "unknown thread" row
+            sums = dropped.sums(
+                ev.dropped, lambda r: r.name * n + (r.proc if by == "process" else n - 1)
+            )
+            at = np.searchsorted(stats.key, list(sums))
+            row_of = {
+                k: int(i) if i < stats.size and stats.key[i] == k else -1
+                for k, i in zip(sums, at.tolist())
+            }
+            stats = dropped.merge(stats, row_of, sums)
         name_idx, part_idx = np.divmod(stats.key, n)
         order = np.lexsort((part_idx, name_idx, _desc(stats.total)))
         name_idx, part_idx = name_idx[order], part_idx[order]
@@ -620,6 +641,7 @@ def build_report(ev: Events, by: str | None = None) -> Report:
             "rank": p["rank"],
             "records": p["records"],
             "warnings": list(p.get("warnings", [])),
+            "dropped": int(p.get("dropped", 0)),
         }
         for p in ev.processes
     ]

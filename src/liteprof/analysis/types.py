@@ -62,6 +62,7 @@ class ProcessRow(TypedDict):
     rank: int | None
     records: int
     warnings: list[str]  # why others could replace the log (docs/FORMAT.md, header)
+    dropped: int  # events a bounded log (LITEPROF_MAX_MB) folded into its summary
 
 
 class Slowest(TypedDict):

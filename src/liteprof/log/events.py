@@ -36,6 +36,29 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
 """The columns of ``Events``, with their dtypes, in order."""
 
 
+@dataclass(frozen=True)
+class DroppedRow:
+    """Events that a bounded log (``LITEPROF_MAX_MB``) dropped, summed for one (process,
+    name): they are in no column of ``Events``, only here. Counts, errors, totals and the
+    extremes are exact; the distribution is only known by histogram bucket."""
+
+    proc: int
+    """Index into ``processes``."""
+    name: int
+    """Index into ``names``."""
+    count: int
+    errors: int
+    total_ns: int
+    self_ns: int
+    min_ns: int
+    max_ns: int
+    buckets: tuple[int, ...]
+    """Events per duration bucket: ``buckets[i]`` counts durations ``<= bounds_ns[i]``
+    (and above the bound before); the last bucket has no upper bound."""
+    bounds_ns: tuple[int, ...]
+    """The buckets' upper bounds in ns (``format.HISTOGRAM_BOUNDS_NS``: 1 µs to 100 s)."""
+
+
 @dataclass
 class Events:
     """Events of one or more logs as parallel arrays (one element per event).
@@ -81,6 +104,10 @@ class Events:
     last_ns: int | None = None
     """Wall clock of the last end; ``None`` where unknown."""
     has_text_logs: bool = False
+    dropped: list[DroppedRow] = field(default_factory=list)
+    """What bounded logs dropped, per (process, name); empty for other logs. An analysis
+    that reports counts, totals or errors adds these to the events' (``analysis/
+    report.py`` does); percentiles stay those of the events kept."""
 
     @property
     def records(self) -> int:

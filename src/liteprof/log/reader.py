@@ -30,9 +30,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import bounded
 from . import format as F
 from .errors import LogError
-from .events import COLUMNS, Events
+from .events import COLUMNS, DroppedRow, Events
 from .scan import (
     BlockMap,
     Header,
@@ -81,6 +82,7 @@ class Builder:
         self.first: int | None = None
         self.last: int | None = None
         self.text = False
+        self.dropped: list[DroppedRow] = []
 
     @property
     def name_index(self) -> dict[str, int]:
@@ -150,6 +152,13 @@ class Builder:
         if not self._self_is_dur:
             self.column("self_ns")[lo:hi] = self.column("dur")[lo:hi]
 
+    def rollback(self, n: int) -> None:
+        """Forget the rows from ``n`` on (a bounded log's block recycled while read)."""
+        self.n = n
+        for key, upto in self._upto.items():
+            if self.cols[key] is None and upto > n:
+                self._upto[key] = n
+
     def put(self, key: str, lo: int, hi: int, value: Any) -> None:
         """Rows ``[lo, hi)`` of column ``key`` take ``value`` (a scalar or an array)."""
         if self.cols[key] is None and np.ndim(value) == 0 and lo == self._upto[key]:
@@ -193,6 +202,7 @@ class Builder:
             first_ns=self.first,
             last_ns=self.last,
             has_text_logs=self.text,
+            dropped=self.dropped,
             **cols,
         )
 
@@ -392,7 +402,9 @@ def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
         if any(fh.read(tail)):
             b.skipped += 1
     anchor = header.wall_of(0)
-    rows = _read_events(fh, blocks, b, anchor or 0)
+    summary = bounded.read_summary(fh, blocks)  # before the events: see bounded.py
+    check = bounded.is_bounded(header.meta, blocks)
+    rows = _read_events(fh, blocks, b, anchor or 0, summary, check)
 
     # Step 3: the metadata, read after the events (see the module's docstring). A
     # metadata block cut at the end of the file at the walk is read whole from the rescan.
@@ -413,6 +425,8 @@ def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
         b.put("lane", r0, r1, 0)
     for lo, hi, owner in rows.pieces:
         b.put("thread", lo, hi, thread_ids.get(owner, -1))
+    if summary is not None:
+        _add_dropped(b, proc, summary, meta, anchor)
     undefined = _map_names(b, r0, r1, meta)
     del meta  # a million names' texts are in b.names now; the rest can go
     if undefined or any(owner not in thread_ids for _, _, owner in rows.pieces):
@@ -429,7 +443,26 @@ def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
     link_parents(b, r0, r1)
 
 
-def _read_events(fh: BinaryIO, blocks: BlockMap, b: Builder, anchor: int) -> _FileRows:
+def _add_dropped(
+    b: Builder, proc: int, summary: bounded.Summary, meta: Metadata, anchor: int | None
+) -> None:
+    """What a bounded log dropped: ``Events.dropped`` rows, the process's ``dropped``
+    count, and the wall time its events spanned."""
+    names = {i: b.intern(meta.names[i]) for i in summary.records if i in meta.names}
+    b.dropped.extend(bounded.dropped_rows(summary, proc, names))
+    b.processes[proc]["dropped"] = summary.events
+    if anchor is not None and summary.first_start is not None and summary.last_end is not None:
+        b.span(summary.first_start + anchor, summary.last_end + anchor)
+
+
+def _read_events(
+    fh: BinaryIO,
+    blocks: BlockMap,
+    b: Builder,
+    anchor: int,
+    summary: bounded.Summary | None = None,
+    check: bool = False,
+) -> _FileRows:
     """Step 2: cut the events of every thread block into the columns.
 
     ``name`` holds the file's name ids (as ``uint32`` bits) until step 3 maps them;
@@ -442,9 +475,13 @@ def _read_events(fh: BinaryIO, blocks: BlockMap, b: Builder, anchor: int) -> _Fi
     lane_index: dict[int, int] = {}
     cols = {key: b.column(key) for key in ("start", "dur", "self_ns", "name", "depth", "error")}
     # A thread's events in the order they closed: its blocks in the order it filled them
-    # (by sequence number), each read front to back.
+    # (by sequence number), each read front to back. In a bounded log, blocks its summary
+    # holds are skipped, and one recycled while it was read is dropped (bounded.py).
+    seq_of = dict(zip((s[0] for s in blocks.segments), blocks.seqs)) if check or summary else {}
     for first, end, owner in blocks.in_thread_order():
-        piece_lo = b.n
+        if summary is not None and bounded.folded(summary, first, seq_of[first]):
+            continue
+        piece_lo, skipped, piece_first = b.n, b.skipped, first
         out.lane_now = 0  # every block starts in lane 0
         while first < end:
             count = min(end - first, buf.shape[0])
@@ -455,6 +492,10 @@ def _read_events(fh: BinaryIO, blocks: BlockMap, b: Builder, anchor: int) -> _Fi
                 break  # the file was truncated meanwhile: what was read stands
             b.n += _cut_chunk(buf[:got], b, cols, out, lane_index, anchor)
             first += got
+        if check and not bounded.unchanged(fh, piece_first, owner, seq_of[piece_first]):
+            b.rollback(piece_lo)
+            b.skipped = skipped
+            continue
         if b.n > piece_lo:
             out.pieces.append((piece_lo, b.n, owner))
     return out

@@ -149,6 +149,8 @@ class BlockMap:
     """Damaged block headers met (the walk stops at the first)."""
     stopped: bool = False
     """The walk met a damaged block header: nothing after it can be reached."""
+    summaries: list[tuple[int, int]] = field(default_factory=list)
+    """Slots of a bounded log's summary blocks after their header: ``(first, end)``."""
 
     def in_thread_order(self) -> list[tuple[int, int, int]]:
         """The segments by thread, each thread's in the order it filled them: by sequence
@@ -199,6 +201,8 @@ def scan_blocks(fh: BinaryIO, nslots: int, start: int = 0, out: BlockMap | None 
         elif owner < F.FIRST_RESERVED_OWNER:
             out.segments.append((pos + 1, end, owner))
             out.seqs.append(seq | seq_hi << 32)
+        elif owner == F.SUMMARY_OWNER:
+            out.summaries.append((pos + 1, end))
         # else: padding, or a reserved kind of block: skipped whole.
         if pos + size_slots > nslots:
             # Cut at the end of the file: the rest of the block may still be written (a

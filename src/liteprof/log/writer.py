@@ -365,7 +365,7 @@ class LogWriter:
             self._summary_size = 0
         else:
             unit = _MAP_UNIT
-            self._max_block = max(8192, min(F.MAX_BLOCK, 1 << ((cap // 64).bit_length() - 1)))
+            self._max_block = max(8192, min(F.MAX_BLOCK, 1 << ((cap // 32).bit_length() - 1)))
             self._max_block = -(-self._max_block // unit) * unit
             self._arena_size = min(ARENA_SIZE, self._max_block)
             self._summary_size = -(-max(16 * 1024, min(cap // 32, 4 << 20)) // unit) * unit
@@ -730,7 +730,7 @@ class LogWriter:
             )
         summary.generation += 1
         slot = summary.slots[summary.generation % 2]
-        os.pwrite(self.fd, encoded, slot.offset + F.SLOT_SIZE)
+        _write_all(self.fd, encoded, slot.offset + F.SLOT_SIZE)
         os.pwrite(self.fd, self._head(F.PAD_OWNER, victim.size, 0), victim.offset)
         _zero(self.fd, victim.offset + F.SLOT_SIZE, victim.size - F.SLOT_SIZE)
         self._regions.pop(victim.offset, None)

@@ -19,29 +19,37 @@
  * then one count per histogram bucket. */
 #define REC_HEAD 8
 
+/* Little-endian loads and stores; memcpy compiles to one move (a byte swap on a
+ * big-endian host). */
 static inline uint64_t
 get_u64(const unsigned char *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
 static inline uint32_t
 get_u32(const unsigned char *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    return v;
 }
 
 static inline void
 put_u64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) {
-        p[i] = (unsigned char)(v & 0xFF);
-        v >>= 8;
-    }
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
 }
 
 /* word w of a record += v, carrying into word w + 1 (a 128-bit sum in two words) */

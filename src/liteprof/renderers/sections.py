@@ -98,6 +98,15 @@ def report_summary(report: Report) -> list[str]:
         f"wall {fmt_seconds(wall) + ' s' if wall is not None else 'unknown'}",
         "sources: " + ", ".join(one_line(s) for s in report.get("sources", [])),
         *(
+            [
+                f"dropped: {dropped} older events of bounded logs (LITEPROF_MAX_MB) are in "
+                "counts, errors, totals, min and max; percentiles, groups and the tree are "
+                "of the events kept"
+            ]
+            if (dropped := sum(p.get("dropped", 0) for p in report.get("processes", [])))
+            else []
+        ),
+        *(
             f"warning: process {p.get('pid')} ({one_line(str(p.get('name')))}): {one_line(w)}"
             for p in report.get("processes", [])
             for w in p.get("warnings", [])

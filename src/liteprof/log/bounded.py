@@ -1,0 +1,186 @@
+"""Reading bounded logs (``LITEPROF_MAX_MB``): the summary of the events a log dropped.
+
+A bounded log recycles its oldest blocks; before it does, it folds their events into a
+summary (``docs/FORMAT.md``, "Bounded logs"). A reader counts each event once, from its
+block or from the summary, with three rules, each a function here:
+
+1. ``read_summary`` before the events: the newest summary block whose checksum holds.
+2. ``folded``: a thread block that the summary's fold history covers is skipped (its
+   events are in the summary already; a writer killed between writing the summary and
+   relabelling the block leaves it in place).
+3. ``unchanged`` after reading a block's events: in a live log, a block recycled while it
+   was read has another header by then, and what was read of it is dropped. Its events
+   are in a newer summary than the one read, so they are missing from this read, never
+   counted twice; the next read has them.
+
+Standard library only; nothing read is evaluated, every count is bounded by the block.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from . import format as F
+from .events import DroppedRow
+from .scan import BlockMap
+
+_MAX_COUNT = 1 << 62
+_MAX_NS = (1 << 63) - 1
+
+
+@dataclass
+class Summary:
+    """One summary block's content (``docs/FORMAT.md``, "Bounded logs")."""
+
+    generation: int
+    events: int
+    """Events folded so far."""
+    regions: int
+    """Regions recycled so far."""
+    first_start: int | None
+    """Monotonic ns: the earliest start among the folded events."""
+    last_end: int | None
+    """Monotonic ns: the latest end among the folded events."""
+    bounds: tuple[int, ...]
+    history: list[tuple[int, int, int]] = field(default_factory=list)
+    """The newest folds: (byte offset, sequence limit, size) each."""
+    records: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Name id -> (count, errors, total, self, min, max, *buckets)."""
+
+
+def parse_summary(raw: bytes) -> Summary | None:
+    """A summary from the bytes after its block header; ``None`` where it is empty, torn
+    (its checksum fails: being written, or cut) or not one this reader knows."""
+    head = F.SUMMARY_HEAD
+    if len(raw) < head.size + F.SUMMARY_TOTALS.size:
+        return None
+    magic, crc, generation, nbuckets, nrecords, nhistory, _r = head.unpack_from(raw)
+    if magic != F.SUMMARY_MAGIC or generation == 0 or nbuckets < 1:
+        return None
+    words = F.RECORD_WORDS + nbuckets
+    rec_size = F.RECORD_HEAD.size + 8 * words
+    body_len = (
+        F.SUMMARY_TOTALS.size
+        + 8 * (nbuckets - 1)
+        + F.FOLD_STRUCT.size * nhistory
+        + rec_size * nrecords
+    )
+    end = head.size + body_len
+    if end > len(raw):
+        return None
+    if binascii.crc32(raw[8:end]) != crc:
+        return None
+    pos = head.size
+    events, regions, first, last = F.SUMMARY_TOTALS.unpack_from(raw, pos)
+    pos += F.SUMMARY_TOTALS.size
+    bounds = tuple(
+        int.from_bytes(raw[pos + 8 * i : pos + 8 * i + 8], "little") for i in range(nbuckets - 1)
+    )
+    pos += 8 * (nbuckets - 1)
+    history = []
+    for _ in range(nhistory):
+        offset, limit, size, _r2 = F.FOLD_STRUCT.unpack_from(raw, pos)
+        history.append((offset, limit, size))
+        pos += F.FOLD_STRUCT.size
+    records: dict[int, tuple[int, ...]] = {}
+    for _ in range(nrecords):
+        ident, _r3 = F.RECORD_HEAD.unpack_from(raw, pos)
+        w = [
+            int.from_bytes(raw[pos + 8 + 8 * i : pos + 16 + 8 * i], "little") for i in range(words)
+        ]
+        count, errors, tot_lo, tot_hi, self_lo, self_hi, low, high = w[: F.RECORD_WORDS]
+        if count:
+            records[ident] = (
+                count,
+                errors,
+                tot_lo | tot_hi << 64,
+                self_lo | self_hi << 64,
+                low,
+                high,
+                *w[F.RECORD_WORDS :],
+            )
+        pos += rec_size
+    return Summary(
+        generation,
+        events,
+        regions,
+        first if first >= 0 else None,
+        last if last >= 0 else None,
+        bounds,
+        history,
+        records,
+    )
+
+
+def read_summary(fh: BinaryIO, blocks: BlockMap) -> Summary | None:
+    """The summary that counts: of the log's summary blocks, the valid one with the
+    highest generation (the writer writes the two in turn); ``None`` for a log that has
+    dropped nothing. Read it before the events (rule 1 of the module's docstring)."""
+    best: Summary | None = None
+    for first, end in blocks.summaries:
+        fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
+        summary = parse_summary(fh.read((end - first) * F.SLOT_SIZE))
+        if summary is not None and (best is None or summary.generation > best.generation):
+            best = summary
+    return best
+
+
+def folded(summary: Summary | None, first: int, seq: int) -> bool:
+    """Whether the thread block whose segment starts at slot ``first``, with sequence
+    number ``seq``, is in ``summary`` already: a fold of the history covers its place and
+    its sequence number is below that fold's limit (rule 2)."""
+    if summary is None or not summary.history:
+        return False
+    offset = F.HEADER_SIZE + (first - 1) * F.SLOT_SIZE
+    return any(o <= offset < o + size and seq < limit for o, limit, size in summary.history)
+
+
+def unchanged(fh: BinaryIO, first: int, owner: int, seq: int) -> bool:
+    """Whether the header of the thread block at slot ``first`` still says what the walk
+    read (``owner``, sequence number ``seq``), after its events were read (rule 3): the
+    writer relabels a block before it overwrites it."""
+    fh.seek(F.HEADER_SIZE + (first - 1) * F.SLOT_SIZE)
+    head = fh.read(F.SLOT_SIZE)
+    if len(head) < F.SLOT_SIZE:
+        return True  # cut meanwhile: what was read stands (the reader's rule for cuts)
+    magic, now_owner, _size, now_seq, seq_hi = F.BLOCK_HEAD.unpack(head)
+    return bool(magic == F.BLOCK_MAGIC and now_owner == owner and now_seq | seq_hi << 32 == seq)
+
+
+def dropped_rows(summary: Summary, proc: int, name_index: dict[int, int]) -> list[DroppedRow]:
+    """The summary's records as ``Events.dropped`` rows of process ``proc``; ``name_index``
+    maps the file's name ids to indices into ``Events.names`` (a record of an id without a
+    name is left out: it cannot be reported)."""
+    out = []
+    for ident, rec in sorted(summary.records.items()):
+        name = name_index.get(ident)
+        if name is None:
+            continue
+        count, errors, total, selfish, low, high, *buckets = rec
+        # Bounded as a real log's can be (2**62 events would take centuries), so that a
+        # forged record cannot overflow the report's int64 columns.
+        count = min(count, _MAX_COUNT)
+        low, high = min(low, _MAX_NS), min(high, _MAX_NS)
+        out.append(
+            DroppedRow(
+                proc=proc,
+                name=name,
+                count=count,
+                errors=min(errors, count),
+                total_ns=total,
+                self_ns=min(selfish, total),
+                min_ns=min(low, high),
+                max_ns=high,
+                buckets=tuple(min(b, _MAX_COUNT) for b in buckets),
+                bounds_ns=summary.bounds,
+            )
+        )
+    return out
+
+
+def is_bounded(meta: dict[str, object], blocks: BlockMap) -> bool:
+    """Whether a log may recycle blocks (its header says ``max_bytes``, or it has a
+    summary): only then does a reader check each block again after reading it."""
+    return bool(blocks.summaries) or isinstance(meta.get("max_bytes"), int)
