@@ -28,7 +28,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            self._warn(exc)
+            if ext.name == "liteprof.log._cread":
+                sys.stderr.write(
+                    f"WARNING: liteprof's reader loops could not be compiled ({exc}); "
+                    "logs are read with numpy alone, more slowly.\n"
+                )
+            else:
+                self._warn(exc)
 
     @staticmethod
     def _warn(exc: BaseException) -> None:
@@ -61,6 +67,16 @@ if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
             depends=[
                 os.path.join(CORE_DIR, name) for name in ("_clock.h", "_special.h", "_writer.h")
             ],
+            extra_compile_args=extra,
+        )
+    )
+
+    # The reader's loops over every event (liteprof/log/_cread.c); reader.py has numpy
+    # stand-ins, so a failed build only makes reading slower.
+    ext_modules.append(
+        Extension(
+            "liteprof.log._cread",
+            [os.path.join("src", "liteprof", "log", "_cread.c")],
             extra_compile_args=extra,
         )
     )

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 HEADER = 4096
 SLOT = 32
@@ -106,3 +109,20 @@ class Forge:
         with open(path, "wb") as fh:
             fh.write(self.data())
         return path
+
+
+def _reader_loops() -> list[str]:
+    from liteprof.log import reader
+
+    return ["c", "numpy"] if reader._cread is not None else ["numpy"]
+
+
+@pytest.fixture(params=_reader_loops())
+def reader_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The reader's loops over every event: in C (``log/_cread.c``, where it is built) and
+    in numpy (what an install without a compiler runs); a test using this runs with each."""
+    from liteprof.log import reader
+
+    if request.param == "numpy":
+        monkeypatch.setattr(reader, "_cread", None)
+    yield request.param

@@ -26,6 +26,7 @@ from liteprof.log.errors import LogError
 from liteprof.log.reader import read_logs
 
 from .faultkit import check_reader_outcome, run_reader
+from .forge import reader_loops
 from .helpers import log_files, run_python
 from .rawlog import HEADER, SLOT, RawLog, read
 
@@ -50,6 +51,7 @@ work(3, 600)
 EVENTS = 3 * 2550 + 650
 
 _recorded: dict[str, str] = {}
+assert reader_loops  # the fixture (the C loops and numpy's), imported for pytest to find
 
 
 @pytest.fixture
@@ -98,6 +100,7 @@ def test_intact_log_is_what_the_oracle_sees(real_log: str) -> None:
     assert report["records"] == EVENTS and report["skipped"] == 0
 
 
+@pytest.mark.usefixtures("reader_loops")
 def test_cut_at_every_kind_of_offset_in_process(real_log: str, tmp_path: Any) -> None:
     """Truncation anywhere: the intact prefix is counted exactly, the torn rest skipped."""
     layout = _layout(real_log)
@@ -170,6 +173,7 @@ def _check_sane(report: dict[str, Any], size: int, binary: bool) -> None:
         assert report["wall_ns"] >= 0
 
 
+@pytest.mark.usefixtures("reader_loops")
 def test_random_byte_flips_in_process(real_log: str, tmp_path: Any) -> None:
     with open(real_log, "rb") as fh:
         original = fh.read()

@@ -27,10 +27,14 @@ from liteprof.log.reader import read_logs
 
 from . import forge
 from .faultkit import check_reader_outcome, run_reader
-from .forge import Forge, event, lane, name_entry, slot_of_kind, thread_entry
+from .forge import Forge, event, lane, name_entry, reader_loops, slot_of_kind, thread_entry
 from .helpers import cli, log_files
 
 WALL = 1_700_000_000_000_000_000  # the forged logs' wall-clock anchor (mono_ns is 0)
+
+# Every test here runs with the reader's C loops and with their numpy stand-ins.
+pytestmark = pytest.mark.usefixtures("reader_loops")
+assert reader_loops  # the fixture, imported for pytest to find
 
 
 def _read(path: str) -> Events:

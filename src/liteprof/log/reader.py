@@ -46,6 +46,11 @@ from .scan import (
     slot_count,
 )
 
+try:  # the loops over every event in C; without a compiler, numpy does the same
+    from . import _cread
+except ImportError:  # pragma: no cover - exercised by forcing _cread = None in tests
+    _cread = None
+
 SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _DTYPES = dict(COLUMNS)
@@ -387,6 +392,8 @@ class _FileRows:
     """Whether a lane slot was met: then the lane column holds each row's lane."""
     lane_now: int = 0
     """The lane in force at the end of the last chunk read (dense number)."""
+    scratch: np.ndarray | None = None
+    """Room for a chunk's raw lane ids (the C loop's)."""
 
 
 def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
@@ -511,10 +518,13 @@ def _cut_chunk(
 ) -> int:
     """Cut the events among the slots ``v`` into the columns at row ``b.n``; their count.
 
-    The usual chunk is all events (a full block of one thread): its fields are copied
-    column by column; otherwise the events are picked out with ``np.take`` (a
-    structured fancy index would be several times slower).
+    In C where it is built (one pass); else in numpy: the usual chunk is all events (a
+    full block of one thread), its fields copied column by column; otherwise the events
+    are picked out with ``np.take`` (a structured fancy index would be several times
+    slower).
     """
+    if _cread is not None:
+        return _cut_chunk_c(v, b, cols, out, lane_index, anchor)
     flags = v["flags"]
     kind = flags & F.KIND_MASK
     is_event = kind == F.KIND_EVENT
@@ -588,6 +598,55 @@ def _cut_chunk(
             np.minimum(start, _INT64_MAX - anchor, out=start)
         start += anchor
     return n_events
+
+
+def _cut_chunk_c(
+    v: np.ndarray,
+    b: Builder,
+    cols: dict[str, np.ndarray],
+    out: _FileRows,
+    lane_index: dict[int, int],
+    anchor: int,
+) -> int:
+    """``_cut_chunk`` by ``_cread.cut``: one pass over the slots."""
+    assert _cread is not None
+    lo, count = b.n, v.shape[0]
+    if out.scratch is None or out.scratch.shape[0] < count:
+        out.scratch = np.empty(max(count, 1024), np.uint64)
+    hi = lo + count
+    raw_now = 0
+    if out.lane_now:
+        raw_now = next(raw for raw, dense in lane_index.items() if dense == out.lane_now)
+    k, reserved, damaged, lanes_seen, raw_now, first, last = _cread.cut(
+        v,
+        cols["start"][lo:hi],
+        cols["dur"][lo:hi],
+        cols["self_ns"][lo:hi],
+        cols["name"][lo:hi],
+        cols["depth"][lo:hi],
+        cols["error"][lo:hi],
+        out.scratch,
+        raw_now,
+        anchor,
+    )
+    b.skipped += reserved + damaged
+    if lanes_seen or out.lanes:
+        if not out.lanes:
+            # The first lane slot of this file: its rows so far were all in lane 0.
+            b.put("lane", out.first_row, lo, 0)
+            out.lanes = True
+        raws = np.append(out.scratch[:k], np.uint64(raw_now))
+        uniq, inverse = np.unique(raws, return_inverse=True)
+        for raw in uniq.tolist():
+            if raw not in lane_index:
+                lane_index[raw] = 0 if raw == 0 else len(lane_index) + (0 not in lane_index)
+        dense = np.array([lane_index[raw] for raw in uniq.tolist()], np.int32)[inverse.ravel()]
+        b.put("lane", lo, lo + k, dense[:k])
+        out.lane_now = int(dense[k])
+    if k:
+        out.lo = first if out.lo is None else min(out.lo, first)
+        out.hi = last if out.hi is None else max(out.hi, last)
+    return int(k)
 
 
 def _lanes(
@@ -723,7 +782,8 @@ def link_parents(b: Builder, r0: int, r1: int) -> None:
         b.put("parent", r0, r1, -1)
         return
     parent = b.column("parent")[r0:r1]
-    parent[...] = -1
+    if _cread is None:
+        parent[...] = -1  # the C loop writes every row itself
     start = b.column("start")[r0:r1]
     dur = b.column("dur")[r0:r1]
     # Which rows may be each other's parent: those of the same thread (rows of a thread
@@ -740,7 +800,9 @@ def link_parents(b: Builder, r0: int, r1: int) -> None:
             # together, keeping their order, and search there.
             order = np.argsort(stream, kind="stable")
             depth, start, dur, stream = depth[order], start[order], dur[order], stream[order]
-    if top <= _PASS_LEVELS:
+    if _cread is not None:
+        _cread.link(depth, start, dur, stream, order, parent, r0)
+    elif top <= _PASS_LEVELS:
         _link_by_passes(depth, start, dur, stream, top, parent, order, r0)
     else:
         _link_by_sorting(depth, start, dur, stream, top, parent, order, r0)

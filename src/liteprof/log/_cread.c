@@ -1,0 +1,275 @@
+/* liteprof.log._cread: the reader's two loops over every event, in C.
+ *
+ * liteprof/log/reader.py reads a log's slots block by block and cuts them into numpy
+ * columns, then links each event to its parent. Vectorised numpy does each in several
+ * passes over the data; here each is one pass:
+ *
+ *   cut(slots, start, dur, self_ns, name, depth, error, lane, lane_now, anchor)
+ *       the event slots among `slots` (a buffer of whole 32-byte slots) into the output
+ *       buffers (room for as many items as there are slots), as docs/FORMAT.md says:
+ *       kind 1 is an event, kind 2 sets the lane (raw 64-bit id) of the events after it,
+ *       kinds 3-127 are reserved (counted), 128-255 optional (ignored); an event with a
+ *       negative start, duration or child time is damage (counted, not kept). `start`
+ *       gets monotonic start + `anchor` (saturating), `self_ns` dur - min(child, dur).
+ *       Returns (events, reserved, damaged, lanes_seen, lane_now, first_start, last_end):
+ *       the span on the monotonic clock, (-1, -1) without events.
+ *
+ *   link(depth, start, dur, stream, order, parent, base)
+ *       parent[...] of every row: the first later row of the same stream (rows of equal
+ *       `stream` values are contiguous; None: one stream) at depth - 1 that contains it in
+ *       time, within 1 us of slack; -1 for none. With `order` (the rows were permuted to
+ *       make streams contiguous), row i is original row order[i]; `parent` is indexed
+ *       by original rows and holds original rows + base.
+ *
+ * No numpy headers: arguments are buffers (numpy arrays support the protocol), checked for
+ * item size, length and contiguity. reader.py has the same loops in numpy for an install
+ * without a compiler; the tests run both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#define SLOT 32
+#define NESTING_SLACK_NS 1000
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} Buf;
+
+static void
+release(Buf *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (b[i].held)
+            PyBuffer_Release(&b[i].view);
+}
+
+/* Get a contiguous buffer of at least `count` items of `itemsize` bytes (count < 0: any
+ * number; itemsize 0: any item size, the length in bytes counts). */
+static int
+get(PyObject *obj, Buf *b, Py_ssize_t itemsize, Py_ssize_t count, int writable,
+    const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0)
+        return -1;
+    b->held = 1;
+    if (itemsize > 0 && b->view.itemsize != itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: items of %zd bytes expected, not %zd", what,
+                     itemsize, b->view.itemsize);
+        return -1;
+    }
+    if (count >= 0 && b->view.len < count * (itemsize > 0 ? itemsize : 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: room for %zd items expected", what, count);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+cread_cut(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "cut() takes 10 arguments");
+        return NULL;
+    }
+    Buf b[8];
+    memset(b, 0, sizeof(b));
+    unsigned long long lane_now = PyLong_AsUnsignedLongLong(args[8]);
+    long long anchor = PyLong_AsLongLong(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get(args[0], &b[0], 0, -1, 0, "slots") < 0)
+        goto fail;
+    Py_ssize_t n = b[0].view.len / SLOT;
+    if (get(args[1], &b[1], 8, n, 1, "start") < 0 || get(args[2], &b[2], 8, n, 1, "dur") < 0 ||
+        get(args[3], &b[3], 8, n, 1, "self_ns") < 0 || get(args[4], &b[4], 4, n, 1, "name") < 0 ||
+        get(args[5], &b[5], 4, n, 1, "depth") < 0 || get(args[6], &b[6], 1, n, 1, "error") < 0 ||
+        get(args[7], &b[7], 8, n, 1, "lane") < 0)
+        goto fail;
+
+    const unsigned char *p = (const unsigned char *)b[0].view.buf;
+    int64_t *start = (int64_t *)b[1].view.buf, *dur = (int64_t *)b[2].view.buf;
+    int64_t *self_ns = (int64_t *)b[3].view.buf;
+    uint32_t *name = (uint32_t *)b[4].view.buf;
+    int32_t *depth = (int32_t *)b[5].view.buf;
+    unsigned char *error = (unsigned char *)b[6].view.buf;
+    uint64_t *lane = (uint64_t *)b[7].view.buf;
+    Py_ssize_t k = 0, reserved = 0, damaged = 0;
+    int lanes_seen = 0;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    for (Py_ssize_t i = 0; i < n; i++, p += SLOT) {
+        uint32_t flags;
+        memcpy(&flags, p + 28, 4);
+        uint32_t kind = flags & 0xFFu;
+        if (kind == 1) {
+            int64_t s, d, c;
+            memcpy(&s, p, 8);
+            memcpy(&d, p + 8, 8);
+            memcpy(&c, p + 16, 8);
+            if (s < 0 || d < 0 || c < 0) {
+                damaged++;
+                continue;
+            }
+            /* start + dur, without overflow: forged durations near 2**63 saturate */
+            int64_t end = d > INT64_MAX - s ? INT64_MAX : s + d;
+            if (s < first)
+                first = s;
+            if (end > last)
+                last = end;
+            if (anchor > 0 && s > INT64_MAX - anchor)
+                start[k] = INT64_MAX;
+            else
+                start[k] = s + anchor;
+            dur[k] = d;
+            self_ns[k] = d - (c < d ? c : d);
+            memcpy(&name[k], p + 24, 4);
+            depth[k] = (int32_t)(flags >> 16);
+            error[k] = (unsigned char)((flags >> 8) & 1u);
+            lane[k] = lane_now;
+            k++;
+        }
+        else if (kind == 2) {
+            uint64_t id;
+            memcpy(&id, p, 8);
+            lane_now = id;
+            lanes_seen = 1;
+        }
+        else if (kind > 2 && kind < 128) {
+            reserved++;
+        }
+    }
+    release(b, 8);
+    if (k == 0)
+        first = last = -1;
+    return Py_BuildValue("(nnniKLL)", k, reserved, damaged, lanes_seen,
+                         (unsigned long long)lane_now, (long long)first, (long long)last);
+fail:
+    release(b, 8);
+    return NULL;
+}
+
+/* Whether the event at (sp, dp) contains the one at (sk, dk), within the slack. */
+static inline int
+contains(int64_t sp, int64_t dp, int64_t sk, int64_t dk)
+{
+#ifdef __SIZEOF_INT128__
+    __int128 lo = (__int128)sp, hi = (__int128)sp + dp;
+    return lo <= (__int128)sk + NESTING_SLACK_NS &&
+           hi + NESTING_SLACK_NS >= (__int128)sk + dk;
+#else
+    long double lo = (long double)sp, hi = (long double)sp + (long double)dp;
+    return lo <= (long double)sk + NESTING_SLACK_NS &&
+           hi + NESTING_SLACK_NS >= (long double)sk + (long double)dk;
+#endif
+}
+
+static PyObject *
+cread_link(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "link() takes 7 arguments");
+        return NULL;
+    }
+    Buf b[6];
+    memset(b, 0, sizeof(b));
+    long long base = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (get(args[0], &b[0], 4, -1, 0, "depth") < 0)
+        goto fail;
+    Py_ssize_t n = b[0].view.len / 4;
+    if (get(args[1], &b[1], 8, n, 0, "start") < 0 || get(args[2], &b[2], 8, n, 0, "dur") < 0 ||
+        get(args[5], &b[5], 8, n, 1, "parent") < 0)
+        goto fail;
+    Py_ssize_t stream_size = 0;
+    if (args[3] != Py_None) {
+        if (PyObject_GetBuffer(args[3], &b[3].view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto fail;
+        b[3].held = 1;
+        stream_size = b[3].view.itemsize;
+        if ((stream_size != 4 && stream_size != 8) || b[3].view.len < n * stream_size) {
+            PyErr_SetString(PyExc_ValueError, "stream: n items of 4 or 8 bytes expected");
+            goto fail;
+        }
+    }
+    if (args[4] != Py_None && get(args[4], &b[4], 8, n, 0, "order") < 0)
+        goto fail;
+
+    const int32_t *depth = (const int32_t *)b[0].view.buf;
+    const int64_t *start = (const int64_t *)b[1].view.buf, *dur = (const int64_t *)b[2].view.buf;
+    const int64_t *order = b[4].held ? (const int64_t *)b[4].view.buf : NULL;
+    int64_t *parent = (int64_t *)b[5].view.buf;
+    /* Per depth, the nearest later row of the current stream at that depth: valid where
+     * its epoch is the current stream's (so a new stream clears the table in O(1)). */
+    int64_t *next_row = PyMem_Malloc(65536 * sizeof(int64_t));
+    uint64_t *epoch_of = PyMem_Calloc(65536, sizeof(uint64_t));
+    if (next_row == NULL || epoch_of == NULL) {
+        PyMem_Free(next_row);
+        PyMem_Free(epoch_of);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    uint64_t epoch = 1;
+    int64_t prev_stream = 0;
+    const unsigned char *stream = (const unsigned char *)b[3].view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = n - 1; i >= 0; i--) {
+        if (stream_size) {
+            int64_t s;
+            if (stream_size == 8) {
+                memcpy(&s, stream + 8 * i, 8);
+            }
+            else {
+                int32_t s32;
+                memcpy(&s32, stream + 4 * i, 4);
+                s = s32;
+            }
+            if (i == n - 1 || s != prev_stream) {
+                epoch++;
+                prev_stream = s;
+            }
+        }
+        uint32_t d = (uint32_t)depth[i] & 0xFFFFu;
+        int64_t found = -1;
+        if (d > 0 && epoch_of[d - 1] == epoch) {
+            int64_t j = next_row[d - 1];
+            if (contains(start[j], dur[j], start[i], dur[i]))
+                found = (order ? order[j] : j) + base;
+        }
+        parent[order ? order[i] : i] = found;
+        epoch_of[d] = epoch;
+        next_row[d] = i;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(next_row);
+    PyMem_Free(epoch_of);
+    release(b, 6);
+    Py_RETURN_NONE;
+fail:
+    release(b, 6);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"cut", (PyCFunction)(void (*)(void))cread_cut, METH_FASTCALL,
+     "Cut a chunk's event slots into columns (see the module's source comment)."},
+    {"link", (PyCFunction)(void (*)(void))cread_link, METH_FASTCALL,
+     "Link each row to its parent (see the module's source comment)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_cread", "The reader's loops over every event, in C.", 0, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__cread(void)
+{
+    return PyModule_Create(&module_def);
+}
