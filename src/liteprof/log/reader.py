@@ -46,6 +46,7 @@ from .scan import (
     slot_count,
 )
 
+_cread: Any
 try:  # the loops over every event in C; without a compiler, numpy does the same
     from . import _cread
 except ImportError:  # pragma: no cover - exercised by forcing _cread = None in tests
