@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the C core with every CPython 3.9-3.13 that pyenv has here, each in a fresh venv,
+# Build the C core (warnings are errors: LITEPROF_STRICT_BUILD=1) with every CPython 3.9-3.13
+# that pyenv has here, each in a fresh venv,
 # and smoke-test it: BACKEND must be "c" and a recording of nested scopes must read back,
 # slot by slot, with nothing but struct (tests/rawlog.py, the tests' oracle, loaded by
 # path). Versions that are not installed are skipped; any failure of one that is makes the
@@ -117,7 +118,7 @@ for minor in "${wanted[@]}"; do
     if ! "$python" -m venv "$tmp/venv"; then
         echo "FAIL $version: cannot create a venv"
         ok=0
-    elif ! "$tmp/venv/bin/python" -m pip install -v "$ROOT" >"$tmp/pip.log" 2>&1; then
+    elif ! LITEPROF_STRICT_BUILD=1 "$tmp/venv/bin/python" -m pip install -v "$ROOT" >"$tmp/pip.log" 2>&1; then
         echo "FAIL $version: pip install failed"
         tail -n 30 "$tmp/pip.log"
         ok=0
