@@ -1,7 +1,12 @@
 """Reader: a child records N events with the C core, then ``python -m liteprof report
 --format json LOGDIR > /dev/null`` is timed end to end (process start included) from a
 fresh helper process, which also reads the report's peak RSS
-(``getrusage(RUSAGE_CHILDREN)``). The first run's JSON is checked for the record count."""
+(``getrusage(RUSAGE_CHILDREN)``). The first run's JSON is checked for the record count.
+
+Each report run is paired with a run of ``bench/numpy_baseline.py`` on the same log, timed
+the same way (a fresh process, end to end): a plain numpy program that computes only
+counts, sums and percentiles, the floor the reader must stay under (``reader_vs_numpy``).
+The two alternate, so that a noisy moment of the machine falls on both."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from ..results import Target
 NAME = "reader"
 TITLE = "Reader"
 MIB = 1024 * 1024
+NUMPY_BASELINE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "numpy_baseline.py")
 
 
 def _child_gen(argv: list[str]) -> dict[str, Any]:
@@ -111,14 +117,21 @@ def run(ctx: Context) -> dict[str, Any]:
             os.sync()  # write the new log back now, not while the reader is timed
         size = os.path.getsize(path)
         json_out = os.path.join(tmpdir, "report.json")
+        np_out = os.path.join(tmpdir, "numpy-baseline.json")
         cmd = [sys.executable, "-m", "liteprof", "report", "--format", "json", d]
-        runs = []
+        np_cmd = [sys.executable, NUMPY_BASELINE, d]
+        runs, np_runs = [], []
         for i in range(runs_for[events]):
             extra = ["--stdout", json_out] if i == 0 else []
             r = ctx.run_child(__name__, ["rusage", *extra, "--", *cmd])
             if r["rc"] != 0:
                 raise RuntimeError(f"liteprof report failed with status {r['rc']}")
             runs.append(r)
+            np_extra = ["--stdout", np_out] if i == 0 else []
+            r = ctx.run_child(__name__, ["rusage", *np_extra, "--", *np_cmd])
+            if r["rc"] != 0:
+                raise RuntimeError(f"the numpy baseline failed with status {r['rc']}")
+            np_runs.append(r)
             if i == 0:
                 with open(json_out) as fh:
                     report = json.load(fh)
@@ -126,7 +139,12 @@ def run(ctx: Context) -> dict[str, Any]:
                     raise RuntimeError(
                         f"report read {report.get('records')} records, expected {events}"
                     )
+                with open(np_out) as fh:
+                    counted = sum(row["count"] for row in json.load(fh).values())
+                if counted != events:
+                    raise RuntimeError(f"the numpy baseline read {counted} events, not {events}")
         best = min(r["wall_s"] for r in runs)
+        np_best = min(r["wall_s"] for r in np_runs)
         entry = {
             "events": events,
             "log_bytes": size,
@@ -139,13 +157,18 @@ def run(ctx: Context) -> dict[str, Any]:
             "peak_rss_bytes": max(r["maxrss_kib"] for r in runs) * 1024,
             "user_s": [r["user_s"] for r in runs],
             "sys_s": [r["sys_s"] for r in runs],
+            "numpy_wall_s": [r["wall_s"] for r in np_runs],
+            "numpy_best_wall_s": np_best,
+            "numpy_peak_rss_bytes": max(r["maxrss_kib"] for r in np_runs) * 1024,
+            "vs_numpy": best / np_best,
         }
         out["sizes"].append(entry)
         print(
             f"  reader {events:,} events: log {size / MIB:.0f} MiB "
             f"({size / events:.1f} B/event), best {best:.2f} s "
             f"({events / best / 1e6:.2f} M events/s), peak RSS "
-            f"{entry['peak_rss_bytes'] / MIB:.0f} MiB",
+            f"{entry['peak_rss_bytes'] / MIB:.0f} MiB; numpy baseline best {np_best:.2f} s "
+            f"(report / numpy {best / np_best:.2f})",
             flush=True,
         )
         shutil.rmtree(d, ignore_errors=True)
@@ -153,7 +176,8 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    """Speed on the first size, peak RSS on every size, bytes per event."""
+    """Speed and the ratio to the numpy baseline on the first size, peak RSS on every
+    size, bytes per event."""
     sizes = results.get("sizes", [])
     first = sizes[0] if sizes else None
     out = [
@@ -163,8 +187,21 @@ def targets(results: dict[str, Any]) -> list[Target]:
             "(M events/s)",
             first["events_per_s"] / 1e6 if first else None,
             ">=",
-            5.0,
-        )
+            10.0,
+        ),
+        Target(
+            "reader_vs_numpy",
+            f"reader: end-to-end time / the numpy baseline's, "
+            f"{first['events'] if first else 0:,} events",
+            first["vs_numpy"] if first and "vs_numpy" in first else None,
+            "<=",
+            0.6,
+            detail=(
+                f"{first['best_wall_s']:.2f} s vs {first['numpy_best_wall_s']:.2f} s"
+                if first and "vs_numpy" in first
+                else ""
+            ),
+        ),
     ]
     for entry in sizes:
         limit = 2 * entry["log_bytes"] + 200 * MIB
@@ -206,20 +243,36 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "loop, flat); then `python -m liteprof report --format json LOGDIR > /dev/null`, "
         "end to end (process start included), each run from a fresh helper process that "
         "reads the report's peak RSS with `getrusage(RUSAGE_CHILDREN)`. The log is in the "
-        "page cache (just written, then `os.sync()`). events/s from the best run."
+        "page cache (just written, then `os.sync()`). events/s from the best run. Each run "
+        "is paired with one of `bench/numpy_baseline.py` on the same log, timed the same "
+        "way: a plain numpy program that reads the files whole and computes per-name "
+        "counts, sums and a sort for percentiles, and nothing else (no names, threads, "
+        "parents, wall clock, call tree or damage checks); report / numpy compares the "
+        "best runs."
     )
     lines.append("")
-    lines.append("| events | log size | bytes/event | runs (s) | events/s | peak RSS | RSS limit |")
-    lines.append("| ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+    lines.append(
+        "| program | events | log size | bytes/event | runs (s) | events/s | report / numpy "
+        "| peak RSS | RSS limit |"
+    )
+    lines.append("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for e in results.get("sizes", []):
         limit = 2 * e["log_bytes"] + 200 * MIB
+        ratio = f"{e['vs_numpy']:.2f}" if "vs_numpy" in e else "-"
         lines.append(
-            f"| {e['events']:,} | {e['log_bytes'] / MIB:,.0f} MiB | "
+            f"| liteprof report | {e['events']:,} | {e['log_bytes'] / MIB:,.0f} MiB | "
             f"{e['bytes_per_event']:.2f} | "
             + ", ".join(f"{w:.2f}" for w in e["wall_s"])
-            + f" | {e['events_per_s'] / 1e6:.2f} M/s | {e['peak_rss_bytes'] / MIB:,.0f} MiB "
-            f"| {limit / MIB:,.0f} MiB |"
+            + f" | {e['events_per_s'] / 1e6:.2f} M/s | {ratio} "
+            f"| {e['peak_rss_bytes'] / MIB:,.0f} MiB | {limit / MIB:,.0f} MiB |"
         )
+        if "numpy_wall_s" in e:
+            lines.append(
+                f"| numpy baseline | {e['events']:,} | | | "
+                + ", ".join(f"{w:.2f}" for w in e["numpy_wall_s"])
+                + f" | {e['events'] / e['numpy_best_wall_s'] / 1e6:.2f} M/s | 1.00 "
+                f"| {e['numpy_peak_rss_bytes'] / MIB:,.0f} MiB | |"
+            )
     for n in results.get("notes", []):
         lines.append(f"\n- {n}")
     lines.append("")
