@@ -75,3 +75,12 @@ def summarize_log(path: str) -> str:
         lines.append(" | ".join(events + ("TOTAL",)))
         lines.append(" | ".join(table_cells(sums, events)))
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # ``python -m bench.vllm_summarize LOG``: the tables, as the textlog suite times them.
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m bench.vllm_summarize LOG")
+    print(summarize_log(sys.argv[1]))

@@ -33,6 +33,7 @@ def test_every_suite_follows_the_interface() -> None:
         "cli",
         "live",
         "files",
+        "textlog",
     ]
     for position, (name, module) in enumerate(SUITES.items()):
         assert module.NAME == name and module.__name__ == f"bench.suites.{name}"
@@ -59,6 +60,7 @@ def test_selection_pulls_in_needs_and_drops_a_suite_whose_need_is_skipped() -> N
         "cli",
         "live",
         "files",
+        "textlog",
     ]
     assert notes == [
         "hotpath skipped (--skip)",

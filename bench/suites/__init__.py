@@ -45,6 +45,7 @@ from . import (
     reader,
     startup,
     tasks,
+    textlog,
     threads,
 )
 
@@ -64,6 +65,7 @@ SUITES: dict[str, ModuleType] = {
         cli,
         live,
         files,
+        textlog,
     )
 }
 
