@@ -372,6 +372,11 @@ def test_bad_inputs(tmp_path: Any) -> None:
     junk = os.path.join(str(tmp_path), "junk.lpf")
     with open(junk, "wb") as fh:
         fh.write(b"not a log at all" * 300)
+    # Binary junk without the suffix: neither a log nor a text log, so it must not be
+    # called a text log.
+    noise = os.path.join(str(tmp_path), "noise.bin")
+    with open(noise, "wb") as fh:
+        fh.write(bytes(range(256)) * 40)
     out = os.path.join(str(tmp_path), "out.pftrace")
     empty = os.path.join(str(tmp_path), "empty")
     os.mkdir(empty)
@@ -379,6 +384,7 @@ def test_bad_inputs(tmp_path: Any) -> None:
         (os.path.join(str(tmp_path), "missing"), "no such file"),
         (text_log, "vLLM text log"),
         (junk, "not a liteprof log"),
+        (noise, "not a liteprof log or a vLLM lite-profiler text log"),
         (empty, "no liteprof logs"),
     ]:
         for fmt in ("perfetto", "chrome", "speedscope"):

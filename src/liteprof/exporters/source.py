@@ -50,6 +50,9 @@ def binary_files(paths: list[str]) -> list[str]:
             continue  # a log, or one whose header was never written (skipped, as in reports)
         if path.endswith(F.SUFFIX):
             raise LogError(f"{path}: not a liteprof log")
+        # Only a file that reads as a text log is called one: the text reader refuses
+        # anything else (random bytes, a file of other text) with its own message.
+        R.read_logs([path])
         raise LogError(
             f"{path}: a vLLM text log has no start times or threads to put on a timeline "
             "(the folded and parquet formats take it)"
