@@ -10,6 +10,7 @@ vectorised code against a plain Python walk of every event's ancestors.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ import liteprof
 from liteprof import testing
 from liteprof.analysis.report import build_report
 from liteprof.analysis.stats import percentile_rank
+from liteprof.analysis.tree import build_nodes
 from liteprof.analysis.types import Report, Rows, plain
 from liteprof.log.events import Events
 from liteprof.log.reader import read_logs
@@ -300,7 +302,13 @@ def test_text_log_scopes_are_all_roots(tmp_path: os.PathLike[str]) -> None:
     with open(path, "w") as fh:
         fh.write("Model:Preprocess|500\nModel:UpdateState|100\nModel:Preprocess|700\n")
         fh.write("Step:Model|2000\nplain|5\n")
-    report = build_report(read_logs([path]))
+    ev = read_logs([path])
+    # Every parent -1 as one value (the shortcut) or as a column: the same nodes.
+    fast = build_nodes(ev)
+    slow = build_nodes(dataclasses.replace(ev, parent=np.array(ev.parent)))
+    for field in ("of_event", "name", "parent", "depth"):
+        assert getattr(fast, field).tolist() == getattr(slow, field).tolist(), field
+    report = build_report(ev)
     assert tree_of(report) == [
         (("Step:Model",), 1, 0, 2000, 2000),
         (("Model:Preprocess",), 2, 0, 1200, 1200),

@@ -80,6 +80,16 @@ def build_nodes(ev: Events) -> Nodes:
     idx = np.int32 if max(n, n_names) < 1 << 31 else np.int64
     name = ev.name.astype(idx, copy=False)
     parent, depth = ev.parent, ev.depth
+    if n and parent.strides == (0,) and int(parent[0]) < 0:
+        # No event has a parent (a vLLM text log: one value for every row, not a column
+        # in memory): every event is a root, its node its name's.
+        names, node = _number_pairs(name, n_names)
+        return Nodes(
+            of_event=node,
+            name=names.astype(np.int64),
+            parent=np.full(names.size, -1, dtype=np.int64),
+            depth=np.zeros(names.size, dtype=np.int64),
+        )
     node = np.full(n, -1, dtype=idx)
     # Events are taken outermost first; an event whose parent is not a row, or was not
     # numbered before it (a hand-made column whose depths disagree), starts a path.
