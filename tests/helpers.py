@@ -8,7 +8,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liteprof.analysis.types import Report
 
 
 def child_env(**extra: str | None) -> dict[str, str]:
@@ -27,6 +31,8 @@ def run_python(
     """Run ``code`` as a script file in a fresh interpreter with extra environment variables.
 
     A file rather than ``-c``: spawn and forkserver children re-import ``__main__``.
+    Wrappers that forward their own ``**env`` pass ``timeout`` and ``check`` by name, so
+    that no environment variable can be taken for either (mypy checks that).
     """
     with tempfile.TemporaryDirectory(prefix="liteprof-test-") as tmp:
         script = os.path.join(tmp, "child_main.py")
@@ -66,7 +72,7 @@ def report_json(*paths: str, by: str | None = None) -> dict[str, Any]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-def read(*paths: str, by: str | None = None) -> dict[str, Any]:
+def read(*paths: str, by: str | None = None) -> Report:
     """The JSON report, built in this process (faster than the CLI)."""
     from liteprof.analysis.report import build_report
     from liteprof.log.reader import read_logs
@@ -74,7 +80,8 @@ def read(*paths: str, by: str | None = None) -> dict[str, Any]:
     return build_report(read_logs(list(paths)), by=by)
 
 
-def scopes_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def scopes_by_name(report: Report | dict[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each scope row by name, from ``read()``'s report or the CLI's JSON alike."""
     return {row["name"]: row for row in report["scopes"]}
 
 

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from liteprof.analysis.report import build_report
+from liteprof.analysis.types import Report
 from liteprof.log.errors import LogError
 from liteprof.log.reader import read_logs
 
@@ -77,7 +78,7 @@ def _patch(path: str, offset: int, data: bytes) -> None:
         fh.write(data)
 
 
-def _read(path: str) -> dict[str, Any]:
+def _read(path: str) -> Report:
     return build_report(read_logs([path]))
 
 
@@ -155,7 +156,8 @@ def test_cut_logs_through_the_command_line(real_log: str, tmp_path: Any) -> None
         assert unusable <= report["skipped"] <= unusable + 2, label
 
 
-def _check_sane(report: dict[str, Any], size: int, binary: bool) -> None:
+def _check_sane(report: Report | dict[str, Any], size: int, binary: bool) -> None:
+    """Counts and durations that hold for any report, however damaged its log was."""
     records, skipped = report["records"], report["skipped"]
     assert records >= 0 and skipped >= 0
     if binary:
@@ -366,13 +368,13 @@ FORGED = [
 def test_forged_lengths_counts_and_ids(real_log: str, tmp_path: Any) -> None:
     layout = _layout(real_log)
 
-    def run(case: str) -> tuple[str, Any, subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    def run(case: str) -> tuple[str, Any, subprocess.CompletedProcess[str], Report | None]:
         path = _copy(real_log, tmp_path, case.replace(" ", "_").replace("*", "^") + ".lpf")
         patches, check = _forge(layout, case)
         for offset, data in patches:
             _patch(path, offset, data)
         try:
-            in_process: dict[str, Any] | None = _read(path)
+            in_process: Report | None = _read(path)
         except LogError:
             in_process = None
         return case, check, run_reader(path), in_process

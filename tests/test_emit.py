@@ -31,7 +31,9 @@ print("recording" if liteprof.enabled() else "stopped")
 
 
 def emit(logdir: str, setup: str = "", before: str = "", **env: str) -> tuple[str, str]:
-    proc = run_python(PROGRAM.format(setup=setup, before=before), LOG=logdir, **env)
+    proc = run_python(
+        PROGRAM.format(setup=setup, before=before), timeout=60, check=True, LOG=logdir, **env
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.stdout, proc.stderr
 

@@ -40,7 +40,7 @@ print(json.dumps(loaded))
 
 
 def _new_modules(module: str, **env: str | None) -> list[str]:
-    proc = run_python(PROBE.format(module=module), **env)
+    proc = run_python(PROBE.format(module=module), timeout=60, check=True, **env)
     loaded: list[str] = json.loads(proc.stdout)
     return loaded
 

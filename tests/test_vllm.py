@@ -184,7 +184,9 @@ def vllm_cells(sums: dict[str, int], events: list[str]) -> list[str]:
     return cells
 
 
-def expected_sums(workers: tuple[int, ...] = (0,), engines: tuple[int, ...] = (0,)) -> dict:
+def expected_sums(
+    workers: tuple[int, ...] = (0,), engines: tuple[int, ...] = (0,)
+) -> dict[str, int]:
     sums: dict[str, int] = {}
     for rank in workers:
         for name, ns in WORKER[rank].items():
@@ -217,7 +219,7 @@ def processes_line(text: str) -> str:
 
 
 def layout(**env: str | None) -> tuple[str, str]:
-    proc = run_python(LAYOUT, timeout=120, **env)
+    proc = run_python(LAYOUT, timeout=120, check=True, **env)
     assert proc.stdout.rstrip().endswith("MAIN DONE"), proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.stdout, proc.stderr
