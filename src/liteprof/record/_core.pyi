@@ -1,8 +1,14 @@
 """Type stub of ``liteprof._core``, the compiled twin of ``liteprof._pyrecorder``."""
 
+from array import array
 from types import TracebackType
 from typing import Any, Callable, Final, Literal, TypeVar, final
 
+from typing_extensions import Buffer, disjoint_base
+
+# What ``Scope``/``scope()`` decorate comes back with the same signature: a ``TimedFunction``,
+# or the coroutine/generator wrapper of ``set_decorator``'s function (the function itself
+# for a name that is not a str).
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 BACKEND: Final[Literal["c"]]
@@ -17,8 +23,9 @@ class _Noop:
         et: type[BaseException] | None = ...,
         ev: BaseException | None = ...,
         tb: TracebackType | None = ...,
+        /,
     ) -> None: ...
-    def __call__(self, func: _F) -> _F: ...
+    def __call__(self, func: _F, /) -> _F: ...
 
 NOOP: Final[_Noop]
 
@@ -36,9 +43,11 @@ class _ScopeCall:
         et: type[BaseException] | None = ...,
         ev: BaseException | None = ...,
         tb: TracebackType | None = ...,
+        /,
     ) -> None: ...
-    def __call__(self, func: Callable[..., Any]) -> TimedFunction: ...
+    def __call__(self, func: _F, /) -> _F: ...
 
+@disjoint_base
 class Scope:
     """A named scope made once and entered many times; see ``liteprof.Scope``.
 
@@ -54,8 +63,9 @@ class Scope:
         et: type[BaseException] | None = ...,
         ev: BaseException | None = ...,
         tb: TracebackType | None = ...,
+        /,
     ) -> None: ...
-    def __call__(self, func: Callable[..., Any]) -> TimedFunction: ...
+    def __call__(self, func: _F, /) -> _F: ...
 
 @final
 class TimedFunction:
@@ -72,13 +82,13 @@ class TimedFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
 
-def scope(name: str) -> _ScopeCall | _Noop:
+def scope(name: str, /) -> _ScopeCall | _Noop:
     """``NOOP`` while nothing records, else a fresh context manager and decorator."""
 
-def timed_function(func: Callable[..., Any], name: str) -> TimedFunction:
+def timed_function(func: Callable[..., Any], name: str, /) -> TimedFunction:
     """Wrap a plain (synchronous) callable so each call is one event named ``name``."""
 
-def start(session: Any) -> None:
+def start(session: Any, /) -> None:
     """Start recording into ``session`` (see ``_api._Session``)."""
 
 def stop() -> None:
@@ -88,10 +98,10 @@ def active() -> bool: ...
 def after_fork_child() -> None:
     """In a forked child: forget the parent's file, other threads and earlier frames."""
 
-def set_decorator(fn: Callable[[Callable[..., Any], str], Callable[..., Any]] | None) -> None:
+def set_decorator(fn: Callable[[Callable[..., Any], str], Callable[..., Any]] | None, /) -> None:
     """``fn(func, name)`` wraps what ``Scope``/``scope()`` decorate; ``None`` resets."""
 
-def set_clock(clock: Callable[[], int] | None) -> None:
+def set_clock(clock: Callable[[], int] | None, /) -> None:
     """Read ``clock()`` (integer nanoseconds) instead of ``CLOCK_MONOTONIC``; ``None`` resets."""
 
 def _stats() -> dict[str, Any]:
@@ -100,3 +110,23 @@ def _stats() -> dict[str, Any]:
 
 def _forget_warnings() -> None:
     """Tests only: warn again of the next bad name, as a new process would."""
+
+# The writer's helpers (``_guard.c``, ``_fold.c``), used through ``log/_native.py``.
+
+def _guard_watch(buffer: Buffer, /) -> int:
+    """Survive SIGBUS in the mapping behind ``buffer``; a handle, or -1 (unguarded)."""
+
+def _guard_unwatch(handle: int, /) -> None:
+    """The mapping of ``handle`` is (about to be) unmapped: stop guarding it."""
+
+def _guard_faults() -> int:
+    """Faults in guarded mappings repaired so far in this process."""
+
+def _guard_available() -> bool:
+    """Whether this build can guard mappings at all (POSIX)."""
+
+def _fold(
+    acc: Buffer, slots: Buffer, bounds: array[int], /
+) -> tuple[int, int, int | None, int | None]:
+    """Add the events of one block's ``slots`` to the per-name records of the writable
+    ``acc``; ``bounds`` is an ``array("Q")``. (folded, skipped, first start, last end)."""

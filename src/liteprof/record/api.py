@@ -27,8 +27,34 @@ else:
 BACKEND: str = backend.current.BACKEND
 """``"c"`` when the compiled core records, ``"python"`` for the pure-Python twin."""
 
-scope = backend.current.scope
-Scope = backend.current.Scope
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Protocol
+
+    # The public types of both recorders are those of the C core's stub (``_core.pyi``):
+    # ``Scope`` a class, the decorators returning what they decorate, as ``timed`` does.
+    from ._core import Scope as Scope
+
+    class ScopeUse(Protocol):
+        """What ``scope(name)`` returns (``_ScopeCall`` or ``NOOP``): one protocol rather
+        than their union, which mypy would take for an untyped decorator."""
+
+        def __enter__(self) -> ScopeUse: ...
+        def __exit__(
+            self,
+            et: type[BaseException] | None = ...,
+            ev: BaseException | None = ...,
+            tb: TracebackType | None = ...,
+            /,
+        ) -> None: ...
+        def __call__(self, func: F, /) -> F: ...
+
+    from ._core import scope as _core_scope
+
+    scope: Callable[[str], ScopeUse] = _core_scope  # mypy checks that the stub's conforms
+else:
+    scope = backend.current.scope
+    Scope = backend.current.Scope
 
 
 def enable(path: str | os.PathLike[str] | None = None, *, processes: Any = None) -> None:
@@ -308,7 +334,8 @@ def use_backend(name: str) -> None:
     chosen.set_decorator(_decorate)
     BACKEND = chosen.BACKEND
     scope = chosen.scope
-    Scope = chosen.Scope
+    # mypy sees the stub's class (the public type of both recorders' Scope), rebound here.
+    Scope = chosen.Scope  # type: ignore[misc]
     for mod in (sys.modules.get("liteprof"), sys.modules.get("liteprof.compat.vllm")):
         if mod is None:
             continue
