@@ -9,7 +9,7 @@ import functools
 import inspect
 import os
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from typing import Any, Callable
 
 import pytest
@@ -43,7 +43,7 @@ def now() -> Iterator[Now]:
     testing.set_clock(None)
 
 
-def _rows(logdir: str) -> dict[str, dict[str, Any]]:
+def _rows(logdir: str) -> dict[str, Mapping[str, Any]]:
     liteprof.disable()
     return scopes_by_name(read(logdir))
 
@@ -83,7 +83,7 @@ def test_generator_send_throw_close_pass_through_and_return_value(logdir: str, n
     seen: list[Any] = []
 
     @liteprof.timed("Gen:echo")
-    def echo() -> Iterator[Any]:
+    def echo() -> Generator[Any, Any, str]:
         value = yield "ready"
         while True:
             try:
@@ -107,7 +107,7 @@ def test_generator_send_throw_close_pass_through_and_return_value(logdir: str, n
     assert seen == [21, ("caught", "k"), 5]
 
     @liteprof.timed("Gen:forever")
-    def forever() -> Iterator[int]:
+    def forever() -> Generator[int, None, None]:
         try:
             while True:
                 now.advance(10)
@@ -198,7 +198,7 @@ def test_async_generator_asend_athrow_aclose_pass_through(logdir: str, now: Now)
     seen: list[Any] = []
 
     @liteprof.timed("Agen:echo")
-    async def echo() -> AsyncIterator[Any]:
+    async def echo() -> AsyncGenerator[Any, Any]:
         value = yield "ready"
         try:
             while True:
