@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from liteprof.analysis.stats import (
     t_quantile,
     thin,
 )
+from liteprof.analysis.types import Diff
 from liteprof.log.events import Events
 from liteprof.log.reader import read_logs
 from liteprof.renderers import render
@@ -276,7 +277,8 @@ def test_json_has_the_spec_fields_with_their_types(runs: dict[str, str]) -> None
             assert isinstance(row["change"], float)
             assert math.isclose(row["change"], row["new"]["mean_ns"] / row["base"]["mean_ns"] - 1)
     # The per-run statistics are the report's.
-    report = {r["name"]: r for r in build_report(read_logs([runs["new"]]))["scopes"]}
+    rows = build_report(read_logs([runs["new"]]))["scopes"]
+    report: dict[str, Mapping[str, Any]] = {r["name"]: r for r in rows}
     for row in diff["scopes"]:
         if row["new"] is not None:
             expected = report[row["name"]]
@@ -401,9 +403,11 @@ def make_events(scopes: dict[str, Any], source: str = "synthetic") -> Events:
     )
 
 
-def one(diff: dict[str, Any]) -> dict[str, Any]:
+def one(diff: Diff) -> Mapping[str, Any]:
+    """The diff's only row, its optional statistics read as numbers: a None where a test
+    expects one fails that test's comparison."""
     (row,) = diff["scopes"]
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def test_mann_whitney_hand_computed_example() -> None:

@@ -226,7 +226,11 @@ def test_names_stay_text_in_the_file(logs: dict[str, str], tmp_path: Any) -> Non
 
 
 def test_json_block_escapes_what_could_close_it() -> None:
-    payload = {"a": "</script><!-- \u2028 \u2029 & <b>", "b": ["\udcff"], "c": [1.5, None]}
+    payload: dict[str, Any] = {
+        "a": "</script><!-- \u2028 \u2029 & <b>",
+        "b": ["\udcff"],
+        "c": [1.5, None],
+    }
     block = json_block(payload)
     for bad in ("<", ">", "&", "\u2028", "\u2029"):
         assert bad not in block

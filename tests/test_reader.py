@@ -200,7 +200,9 @@ def _oracle(data: bytes) -> list[tuple[int, int, int, int]]:
     straight from the format: threads by index, each thread's blocks in file order, lanes
     reset at each block; a parent is the first later event of the same thread and lane
     one level up that contains the event in time (1 us of slack)."""
-    pos, streams = forge.HEADER, {}
+    pos = forge.HEADER
+    # owner -> (start, dur, name, depth, lane) per event
+    streams: dict[int, list[tuple[int, int, int, int, int]]] = {}
     while pos + forge.SLOT <= len(data):
         magic, owner, size, _ = struct.unpack_from("<4sIII", data, pos)
         if magic != b"LPBK":
