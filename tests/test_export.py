@@ -8,6 +8,7 @@ checked against the events the reader gives for the same log.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import Counter
 from typing import Any
@@ -407,7 +408,7 @@ def test_size_warning_names_the_flags(tmp_path: Any, monkeypatch: pytest.MonkeyP
     out = os.path.join(str(tmp_path), "out.json")
     monkeypatch.setattr(command, "BROWSER_LIMIT", 100)
     captured: list[str] = []
-    monkeypatch.setattr(command.sys.stderr, "write", captured.append)
+    monkeypatch.setattr(sys.stderr, "write", captured.append)
     assert main(["export", logs, "--format", "chrome", "-o", out]) == 0
     text = "".join(captured)
     assert "warning" in text and "--since/--until" in text and "--min-dur" in text

@@ -122,7 +122,7 @@ def test_speedscope_schema_and_stacks(tmp_path: Any, recorded: str) -> None:
         got[profile["name"].rsplit(" ", 1)[-1]] = Counter(_replay(profile, frames))
     end = events.start + events.dur
     for thread in ("MainThread", "worker"):
-        want = Counter()
+        want: Counter[tuple[str, int, int, int]] = Counter()
         for i in range(events.records):
             if events.threads[int(events.thread[i])]["name"] != thread:
                 continue

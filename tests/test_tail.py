@@ -16,14 +16,14 @@ import pytest
 
 import liteprof
 from liteprof.log.reader import read_logs
-from liteprof.log.tail import ENDED, REMOVED, TRUNCATED, Tail
+from liteprof.log.tail import ENDED, REMOVED, TRUNCATED, Batch, Tail
 
 from .helpers import child_env, log_files
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 
-def _counts(tail: Tail, batches: list) -> collections.Counter[str]:
+def _counts(tail: Tail, batches: list[Batch]) -> collections.Counter[str]:
     out: collections.Counter[str] = collections.Counter()
     for b in batches:
         for idx in b.name.tolist():
@@ -36,10 +36,12 @@ def _reader_counts(path: str) -> collections.Counter[str]:
     return collections.Counter(ev.names[i] for i in ev.name.tolist())
 
 
-def _follow(tail: Tail, until: float = 60.0, procs: tuple = ()) -> list:
+def _follow(
+    tail: Tail, until: float = 60.0, procs: tuple[subprocess.Popen[bytes], ...] = ()
+) -> list[Batch]:
     """Poll flat out (no pause: the reader races the writers) until every child ended
     and every file was read to its end."""
-    batches = []
+    batches: list[Batch] = []
     deadline = time.monotonic() + until
     while time.monotonic() < deadline:
         done = all(p.poll() is not None for p in procs)

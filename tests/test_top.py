@@ -77,11 +77,12 @@ def test_top_in_a_terminal_shows_live_scopes_and_obeys_its_keys(
             f"{top}; echo $? > {status}.tmp; mv {status}.tmp {status}; sleep 60",
         )
         row = re.compile(r"Top:work\s+MainProcess (\d+)\s+([\d,.]+)\s")
-        screen = _screen_until(
-            socket,
-            "a live rate for Top:work",
-            lambda s: bool(row.search(s)) and float(row.search(s).group(2).replace(",", "")) > 0,
-        )
+
+        def live_rate(s: str) -> bool:
+            m = row.search(s)
+            return m is not None and float(m.group(2).replace(",", "")) > 0
+
+        screen = _screen_until(socket, "a live rate for Top:work", live_rate)
         found = row.search(screen)
         assert found is not None and int(found.group(1)) == program.pid
         assert "per process" in screen and "sort: time/s" in screen
