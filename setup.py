@@ -28,7 +28,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            if ext.name == "liteprof.log._cread":
+            if ext.name in ("liteprof.log._cread", "liteprof.log._ctext"):
                 sys.stderr.write(
                     f"WARNING: liteprof's reader loops could not be compiled ({exc}); "
                     "logs are read with numpy alone, more slowly.\n"
@@ -77,6 +77,16 @@ if os.environ.get("LITEPROF_NO_EXTENSION", "") in ("", "0") and all(
         Extension(
             "liteprof.log._cread",
             [os.path.join("src", "liteprof", "log", "_cread.c")],
+            extra_compile_args=extra,
+        )
+    )
+
+    # The text reader's loop over a vLLM text log's lines (liteprof/log/_ctext.c); text.py
+    # reads every chunk with numpy where it is not built.
+    ext_modules.append(
+        Extension(
+            "liteprof.log._ctext",
+            [os.path.join("src", "liteprof", "log", "_ctext.c")],
             extra_compile_args=extra,
         )
     )

@@ -24,6 +24,16 @@ from liteprof.log.reader import read_logs
 
 from .faultkit import check_reader_outcome, run_reader
 
+
+@pytest.fixture(autouse=True, params=["c", "numpy"] if text_mod._ctext is not None else ["numpy"])
+def text_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: chunks of usual lines read by the C loop (``log/_ctext.c``, where
+    it is built), and every chunk read with numpy (an install without a compiler)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(text_mod, "_ctext", None)
+    return str(request.param)
+
+
 VLLM_NAMES = [
     "Step:Schedule",
     "Step:Model",
@@ -253,3 +263,59 @@ def test_a_text_log_of_millions_of_lines_uses_less_memory_than_its_size(tmp_path
     # The reservation is estimated from the first chunk (whose lines are the shortest here).
     assert owned <= 1.5 * 12 * 2_000_000
     assert np.shares_memory(ev.self_ns, ev.dur)
+
+
+def test_chunks_the_c_loop_takes_read_as_numpy_reads_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, text_loops: str
+) -> None:
+    rng = random.Random(11)
+    usual = [
+        "",  # blank lines between usual ones
+        "   Step:Model|5",  # whitespace before the name: stripped when it is interned
+        "|7",
+        "Step:Model|000123",
+        "Step:Model|" + "9" * 18,
+        "Ünïcödé ✓ name|41",
+        "x" * 300 + "|3",
+    ]
+    rare = [
+        "Step:Model| 17 ",
+        "Step:Model|\u0663\u0664",
+        "   ",
+        "Step:Model|2\r",
+    ]
+    damage = ["Step:Model|" + "9" * 19, "no separator", "Step:Model|1\x00"]
+    lines = _log_lines(rng, 20_000)
+    for _ in range(400):
+        lines.insert(rng.randrange(len(lines)), rng.choice(usual))
+    for bad in rare + damage:
+        lines.insert(rng.randrange(len(lines)), bad)
+    data = "\n".join(lines).encode()  # no line end after the last line
+    bad_name = b"\xff\xfeStep:Model|9"  # a name that is not UTF-8, near the end
+    path = _write(tmp_path, data + b"\n" + bad_name + b"\nStep:Model|4")
+    # What vLLM reads, without the lines it would crash on or add up (liteprof skips them).
+    clean = [line for line in lines if line not in damage[::2]]
+    oracle = _write(tmp_path, "\n".join([*clean, "Step:Model|4"]).encode(), "oracle")
+    monkeypatch.setattr(text_mod, "_CHUNK", 4096)
+    monkeypatch.setattr(text_mod, "_MAX_LINE", 8192)
+    taken = []
+    if text_loops == "c":
+        c_lines = text_mod._ctext.lines
+
+        def counting(*args: Any) -> Any:
+            got = c_lines(*args)
+            taken.append(got is not None)
+            return got
+
+        monkeypatch.setattr(text_mod._ctext, "lines", counting)
+    ev = read_logs([path])
+    assert _totals(ev) == _vllm_totals(oracle)
+    assert ev.skipped == len(damage) + 1
+    if text_loops == "c":
+        # Most chunks are the C loop's; those with a rare line or damage are numpy's.
+        assert sum(taken) > 0.5 * len(taken) and not all(taken)
+        monkeypatch.setattr(text_mod, "_ctext", None)
+        by_numpy = read_logs([path])
+        assert ev.names == by_numpy.names  # interned in the same (file) order
+        assert ev.name.tolist() == by_numpy.name.tolist()
+        assert ev.dur.tolist() == by_numpy.dur.tolist()

@@ -13,7 +13,13 @@ may hold one), and it skips and counts what vLLM would crash on or take as a tim
 with a NUL byte (the zeros a crash leaves), a name that is not UTF-8, a negative value, or
 one of 2**63 or more.
 
-Vectorised with numpy, 4 MiB at a time; no Python step per line, except one per distinct
+A chunk whose every line is blank or ``name|digits`` (1 to 18 ASCII digits), with no
+``\r`` and no NUL in it (what vLLM writes), is read in one pass by the C loop in
+``_ctext.c`` where it is built, one Python step per distinct name of the chunk. Any other
+chunk (damage, whitespace around a value, Unicode digits), and every chunk where
+``_ctext`` is not built, is read as follows.
+
+Vectorised with numpy, 512 KiB at a time; no Python step per line, except one per distinct
 name (per chunk) and for the rare lines the fast paths do not take (a value with ``+``,
 ``_``, non-ASCII digits or spaces around it beyond what fits in 24 bytes, a name longer
 than 4 KiB), which Python's ``int`` and ``str`` decide. The fast paths read a line's
@@ -34,6 +40,12 @@ from .errors import LogError
 
 if TYPE_CHECKING:
     from .reader import Builder
+
+_ctext: Any
+try:
+    from . import _ctext
+except ImportError:  # pragma: no cover - exercised by forcing _ctext = None in tests
+    _ctext = None
 
 _MAX_TEXT_LOG = 1 << 40  # 1 TiB: refuse anything larger outright
 _CHUNK = 1 << 19  # bytes read at a time: small enough for the temporaries to stay in cache
@@ -75,6 +87,10 @@ class _Parsed:
         self.control_bytes = 0  # in chunks with skipped lines
         self.known = _Known()
         self.first_row = 0
+        # For the C loop (``_ctext``): each name's bytes -> its index in ``b.names``.
+        self.known_bytes: dict[bytes, int] = {}
+        self.ids = np.zeros(0, np.int32)  # its output, reused from chunk to chunk
+        self.values = np.zeros(0, np.int64)
 
 
 def read_text(path: str, b: Builder) -> None:
@@ -166,6 +182,10 @@ def _parse_lines(
     """Parse the whole lines in ``buf[:n]`` (zeros after them) into ``b``."""
     data = buf[:n]
     has_cr = raw.find(b"\r", 0, n) >= 0  # find: memchr, much faster than count
+    has_nul = raw.find(b"\0", 0, n) >= 0
+    if _ctext is not None and not has_cr and not has_nul:
+        if _parse_lines_c(raw, n, out, b, first_row, size, total):
+            return
     marks = None
     if not has_cr and data[n - 1] == _NL:
         # The usual chunk: "|" and line ends alternate, one "|" per line. One pass finds
@@ -202,7 +222,7 @@ def _parse_lines(
     # Lines with a NUL byte (a crash's zeros over part of the file) are damage.
     n_nul = 0
     nul_line = np.zeros(ends.shape[0], np.bool_)
-    if raw.find(b"\0", 0, n) >= 0:
+    if has_nul:
         n_nul = raw.count(b"\0", 0, n)
         nul = data == 0
         runs = np.flatnonzero(nul[1:] & ~nul[:-1]) + 1
@@ -250,6 +270,14 @@ def _parse_lines(
         out.clean_bad_lines += int(np.count_nonzero(skipped & ~nul_line))
         out.control_bytes += int(np.count_nonzero(_CONTROL[data]))
 
+    _append(b, ids, value, first_row, size, total)
+
+
+def _append(
+    b: Builder, ids: np.ndarray, value: np.ndarray, first_row: int, size: int, total: int
+) -> None:
+    """Rows of names ``ids`` and durations ``value`` (self time: the duration) into ``b``."""
+    n_taken = int(ids.shape[0])
     if n_taken:
         if b.n + n_taken > b.cap:
             # Reserve for the whole file at the rate seen so far (and room for this chunk).
@@ -260,6 +288,42 @@ def _parse_lines(
         b.put("dur", lo_row, hi_row, value)
         b.put_self_equal_dur(lo_row, hi_row)
         b.n = hi_row
+
+
+_C_MAX_NAMES = 4096
+"""Distinct names per chunk the C loop takes (one Python step each); a chunk of more
+(a log of ever new names) is numpy's, whose name matching is vectorised."""
+
+
+def _parse_lines_c(
+    raw: bytearray, n: int, out: _Parsed, b: Builder, first_row: int, size: int, total: int
+) -> bool:
+    """``_parse_lines`` by the C loop, for a chunk (no ``\r``, no NUL) whose every line is
+    blank or ``name|digits``; whether it took the chunk (else nothing changed)."""
+    assert _ctext is not None
+    room = n // 2 + 2  # a line read holds at least "|0" and a line end (the last: none)
+    if out.ids.shape[0] < room:
+        out.ids = np.empty(room, np.int32)
+        out.values = np.empty(room, np.int64)
+    got = _ctext.lines(raw, n, out.ids, out.values, _C_MAX_NAMES)
+    if got is None:
+        return False
+    count, line_bytes, names = got
+    known = out.known_bytes
+    gids = []
+    for name in names:  # a step per distinct name of the chunk, not per line
+        gid = known.get(name)
+        if gid is None:
+            gid = _intern(name, b)
+            if gid < 0:
+                return False  # a name that is not UTF-8: damage, which numpy counts
+            known[name] = gid
+        gids.append(gid)
+    ids = np.array(gids, np.int32)[out.ids[:count]] if count else out.ids[:0]
+    out.good_bytes += line_bytes
+    out.records += count
+    _append(b, ids, out.values[:count], first_row, size, total)
+    return True
 
 
 # Events of text logs: no start, process, thread or nesting (see ``events.Events``).

@@ -1,0 +1,254 @@
+/* liteprof.log._ctext: the text reader's loop over the lines of a vLLM text log, in C.
+ *
+ * liteprof/log/text.py reads a text log in chunks of whole lines. For a chunk whose
+ * every line has the usual form, this is one pass over its bytes instead of numpy's
+ * many:
+ *
+ *   lines(data, n, ids, values, max_names)
+ *       the lines of data[0:n] (lines end at "\n"; the last may have no line end).
+ *       Every line must be empty (a blank line: ignored) or `name|digits` with 1 to 18
+ *       ASCII digits after the line's last "|" and nothing after them; the chunk must hold
+ *       no "\r" and no NUL (text.py checks those first, with memchr). For line k (blank
+ *       lines not counted), ids[k] gets the index of its name among the chunk's distinct
+ *       names (numbered in the order they first occur) and values[k] its value.
+ *       Returns (lines, line_bytes, names): the lines read, their bytes (line ends not
+ *       counted) and the distinct names as bytes, in order. Returns None, having decided
+ *       nothing, for a chunk with any other line or with more than `max_names` distinct
+ *       names: text.py then reads it with numpy, which takes every case (whitespace,
+ *       Unicode digits, damage).
+ *
+ * Names are kept as bytes: decoding, stripping the whitespace before a name and
+ * interning stay in text.py, once per distinct name. No numpy headers: arguments are
+ * buffers (bytearray, numpy arrays), checked for item size, length and contiguity.
+ * text.py reads every chunk with numpy where this is not built; the tests run both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DIGITS 18 /* 10**18 - 1 < 2**63: no overflow check needed */
+
+typedef struct {
+    Py_ssize_t at; /* offset of the name in data; -1: an empty slot */
+    Py_ssize_t len;
+    uint64_t hash;
+    int32_t index;
+} Slot;
+
+static uint64_t
+mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* A hash of the name's bytes, eight at a time (memcpy: any alignment). */
+static uint64_t
+hash_name(const unsigned char *s, Py_ssize_t len)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = mix(h ^ w) + 0x94D049BB133111EBULL;
+        s += 8;
+        len -= 8;
+    }
+    if (len > 0) {
+        uint64_t w = 0;
+        memcpy(&w, s, (size_t)len);
+        h = mix(h ^ w) + 0xBF58476D1CE4E5B9ULL;
+    }
+    return mix(h);
+}
+
+static int
+get(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    if (itemsize > 0 && view->itemsize != itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: items of %zd bytes expected, not %zd", what,
+                     itemsize, view->itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read the lines; returns the number read, -1 to give the chunk to numpy, -2 on
+ * MemoryError. */
+static Py_ssize_t
+read_lines(const unsigned char *data, Py_ssize_t n, int32_t *ids, int64_t *values,
+           Py_ssize_t room, Slot **slots_out, Py_ssize_t *cap_out, Py_ssize_t *names_out,
+           Py_ssize_t max_names, Py_ssize_t *bytes_out)
+{
+    Py_ssize_t cap = 64, names = 0, k = 0, line_bytes = 0;
+    Slot *slots = PyMem_RawMalloc(sizeof(Slot) * (size_t)cap);
+    if (slots == NULL)
+        return -2;
+    for (Py_ssize_t i = 0; i < cap; i++)
+        slots[i].at = -1;
+    *slots_out = slots;
+    *cap_out = cap;
+    const unsigned char *p = data, *end = data + n;
+    while (p < end) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *e = nl ? nl : end;
+        if (e == p) { /* a blank line */
+            p = e + 1;
+            continue;
+        }
+        const unsigned char *q = e;
+        while (q > p && (unsigned)(q[-1] - '0') < 10u)
+            q--;
+        Py_ssize_t digits = e - q;
+        if (digits == 0 || digits > MAX_DIGITS || q == p || q[-1] != '|' || k >= room)
+            return -1;
+        int64_t v = 0;
+        for (const unsigned char *r = q; r < e; r++)
+            v = v * 10 + (int64_t)(*r - '0');
+        const unsigned char *name = p;
+        Py_ssize_t len = (q - 1) - p;
+        uint64_t h = hash_name(name, len);
+        Py_ssize_t mask = cap - 1, at = (Py_ssize_t)(h & (uint64_t)mask);
+        int32_t index = -1;
+        while (slots[at].at >= 0) {
+            if (slots[at].hash == h && slots[at].len == len &&
+                memcmp(data + slots[at].at, name, (size_t)len) == 0) {
+                index = slots[at].index;
+                break;
+            }
+            at = (at + 1) & mask;
+        }
+        if (index < 0) {
+            if (names >= max_names)
+                return -1;
+            index = (int32_t)names++;
+            slots[at].at = name - data;
+            slots[at].len = len;
+            slots[at].hash = h;
+            slots[at].index = index;
+            if (4 * names > 3 * cap) { /* keep the table at most 3/4 full: grow it */
+                Py_ssize_t new_cap = 4 * cap;
+                Slot *grown = PyMem_RawMalloc(sizeof(Slot) * (size_t)new_cap);
+                if (grown == NULL)
+                    return -2;
+                for (Py_ssize_t i = 0; i < new_cap; i++)
+                    grown[i].at = -1;
+                for (Py_ssize_t i = 0; i < cap; i++) {
+                    if (slots[i].at < 0)
+                        continue;
+                    Py_ssize_t j = (Py_ssize_t)(slots[i].hash & (uint64_t)(new_cap - 1));
+                    while (grown[j].at >= 0)
+                        j = (j + 1) & (new_cap - 1);
+                    grown[j] = slots[i];
+                }
+                PyMem_RawFree(slots);
+                slots = grown;
+                cap = new_cap;
+                *slots_out = slots;
+                *cap_out = cap;
+            }
+        }
+        ids[k] = index;
+        values[k] = v;
+        k++;
+        line_bytes += e - p;
+        p = e + 1;
+    }
+    *names_out = names;
+    *bytes_out = line_bytes;
+    return k;
+}
+
+static PyObject *
+ctext_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "lines() takes 5 arguments");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_names = PyLong_AsSsize_t(args[4]);
+    if ((n == -1 || max_names == -1) && PyErr_Occurred())
+        return NULL;
+    Py_buffer data, ids, values;
+    if (get(args[0], &data, 0, 0, "data") < 0)
+        return NULL;
+    if (get(args[2], &ids, 4, 1, "ids") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (get(args[3], &values, 8, 1, "values") < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&ids);
+        return NULL;
+    }
+    PyObject *result = NULL, *list = NULL;
+    Slot *slots = NULL;
+    Py_ssize_t cap = 0, names = 0, line_bytes = 0, k = -1;
+    Py_ssize_t room = ids.len / 4 < values.len / 8 ? ids.len / 4 : values.len / 8;
+    if (n < 0 || n > data.len) {
+        PyErr_SetString(PyExc_ValueError, "n: outside the data");
+        goto done;
+    }
+    /* The lines are read without the GIL: the buffers are held, the table is raw memory. */
+    Py_BEGIN_ALLOW_THREADS
+    k = read_lines((const unsigned char *)data.buf, n, (int32_t *)ids.buf,
+                   (int64_t *)values.buf, room, &slots, &cap, &names, max_names,
+                   &line_bytes);
+    Py_END_ALLOW_THREADS
+    if (k == -2) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (k == -1) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    list = PyList_New(names);
+    if (list == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < cap; i++) {
+        if (slots[i].at < 0)
+            continue;
+        PyObject *b = PyBytes_FromStringAndSize((const char *)data.buf + slots[i].at,
+                                                slots[i].len);
+        if (b == NULL) {
+            Py_DECREF(list);
+            goto done;
+        }
+        PyList_SET_ITEM(list, slots[i].index, b);
+    }
+    result = Py_BuildValue("(nnN)", k, line_bytes, list);
+done:
+    PyMem_RawFree(slots);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"lines", (PyCFunction)(void (*)(void))ctext_lines, METH_FASTCALL,
+     "lines(data, n, ids, values, max_names): a chunk's usual lines, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "liteprof.log._ctext", "The text reader's line loop.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__ctext(void)
+{
+    return PyModule_Create(&module_def);
+}
