@@ -96,6 +96,24 @@ def test_scopes_closed_in_signal_handlers_are_never_lost_or_overwritten(logdir: 
     assert read(logdir)["skipped"] == 0
 
 
+def test_events_a_signal_handler_drained_first_are_not_stored_twice() -> None:
+    """The pure recorder's drain checks ``pending``, then marks the block busy: a handler
+    that runs in between stores every pending event itself and leaves nothing (the drain
+    used to raise IndexError out of the program's ``with`` then)."""
+    from liteprof.record import _pyrecorder
+
+    class DrainedRightAfterTheCheck(list[tuple[int, int, int, int, int, Any, int]]):
+        def __bool__(self) -> bool:
+            had = len(self) > 0
+            self.clear()  # what the handler's own drain does, between the check and busy
+            return had
+
+    st = _pyrecorder._ThreadState()
+    st.pending = DrainedRightAfterTheCheck([(-1, 0, 0, 0, 0, "Sig:Late", 0)])
+    _pyrecorder._drain(st)
+    assert not st.busy and len(st.pending) == 0
+
+
 def test_a_signal_handler_run_while_a_block_is_allocated_loses_nothing(
     logdir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

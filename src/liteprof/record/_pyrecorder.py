@@ -443,6 +443,8 @@ def _drain(st: _ThreadState) -> None:
     while st.pending and not st.busy:
         st.busy = True
         try:
+            if not st.pending:  # a signal handler drained them before ``busy`` was set
+                break
             epoch, *event = st.pending[0]
             if epoch != _epoch or _store(st, *event):
                 del st.pending[0]
