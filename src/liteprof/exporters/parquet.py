@@ -29,8 +29,8 @@ class ParquetExporter(Exporter):
     timeline = False
 
     def write(self, events: Events, out: BinaryIO) -> None:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         procs, threads = events.processes, events.threads
         names = pa.array(events.names, pa.string())

@@ -42,9 +42,7 @@ class MissingExtra(RuntimeError):
 def plotly_js() -> str:
     """plotly.js, minified, as the installed ``plotly`` package bundles it."""
     try:
-        from plotly.offline import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
-            get_plotlyjs,
-        )
+        from plotly.offline import get_plotlyjs
     except ImportError:
         raise MissingExtra(f"--format html needs plotly: {EXTRA_HINT}") from None
     return str(get_plotlyjs())
