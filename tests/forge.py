@@ -120,9 +120,12 @@ def _reader_loops() -> list[str]:
 @pytest.fixture(params=_reader_loops())
 def reader_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The reader's loops over every event: in C (``log/_cread.c``, where it is built) and
-    in numpy (what an install without a compiler runs); a test using this runs with each."""
+    in numpy (what an install without a compiler runs); a test using this runs with each.
+    The analysis's grouped statistics (``analysis/stats.py``) switch with them."""
+    from liteprof.analysis import stats
     from liteprof.log import reader
 
     if request.param == "numpy":
         monkeypatch.setattr(reader, "_cread", None)
+        monkeypatch.setattr(stats, "_cread", None)
     yield request.param

@@ -8,16 +8,27 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+
+_cread: Any
+try:  # per-key sums and order statistics in C; without a compiler, numpy sorts
+    from ..log import _cread
+except ImportError:  # pragma: no cover - exercised by forcing _cread = None in tests
+    _cread = None
 
 IntArray = npt.NDArray[np.int64]
 
 ALPHA = 0.01
 """The significance level of the diff's test and intervals."""
 MAX_TEST_EVENTS = 200_000
+
+# Groups of at least this many events on average take their percentiles by selection
+# (``_cread.select``, O(n)) rather than from one sort of every event (O(n log n)); with
+# smaller groups the sort costs little and the per-group work would dominate.
+_SELECT_MIN_MEAN = 16
 
 # exp() overflows a float above ~709.78; a bound this far out means "unbounded" and must
 # stay a finite number, as JSON has no infinity.
@@ -143,6 +154,13 @@ def sums_by_key(key: np.ndarray, n_keys: int, values: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return np.zeros(n_keys, dtype=np.int64)
     vmax = int(values.max())
+    words = _word_sums(key, n_keys, values)
+    if words is not None:
+        # The same numbers and dtype as below, in one pass without a float copy or a sort.
+        high, low = words[:, 0], words[:, 1]
+        if vmax * values.size < 1 << 63:
+            return (high << 32) + low  # type: ignore[no-any-return]
+        return (high.astype(object) << 32) + low.astype(object)  # type: ignore[no-any-return]
     if vmax * values.size < 1 << 53:
         # Every partial sum is an integer below 2**53, which a float64 holds exactly.
         return np.bincount(key, weights=values, minlength=n_keys).astype(np.int64)
@@ -224,6 +242,47 @@ def _as_sums(sums: list[int]) -> np.ndarray:
     return out
 
 
+def _c_keys(key: np.ndarray, values: np.ndarray) -> bool:
+    """Whether ``_cread`` takes these keys and values (contiguous int32/int64 keys, int64
+    values, at most 2**31 of them)."""
+    return (
+        _cread is not None
+        and key.dtype in (np.int32, np.int64)
+        and values.dtype == np.int64
+        and key.flags.c_contiguous
+        and values.flags.c_contiguous
+        and values.size <= 1 << 31
+    )
+
+
+def _word_sums(key: np.ndarray, n_keys: int, values: np.ndarray) -> np.ndarray | None:
+    """Per key, the exact sums of the high and low 32-bit words of ``values`` (an
+    ``(n_keys, 2)`` int64 array), by ``_cread.sums``; ``None`` where it cannot."""
+    if not _c_keys(key, values):
+        return None
+    words = np.empty((n_keys, 2), dtype=np.int64)
+    _cread.sums(key, values, words)
+    return words
+
+
+def _select_stats(
+    key: np.ndarray, counts_all: np.ndarray, counts: np.ndarray, dur: np.ndarray
+) -> np.ndarray:
+    """Per key with events (``counts``: theirs, in key order), the ranks that ``grouped``
+    reports (min, p50, p90, p99, max) of its durations, as a ``(keys, 5)`` array: what
+    indexing the sorted durations gives, found by selection (``_cread.select``)."""
+    ranks = np.empty((counts.size, 5), dtype=np.int64)
+    ranks[:, 0] = 0
+    ranks[:, 1] = percentile_ranks(counts, 50)
+    ranks[:, 2] = percentile_ranks(counts, 90)
+    ranks[:, 3] = percentile_ranks(counts, 99)
+    ranks[:, 4] = counts - 1
+    out = np.empty_like(ranks)
+    scratch = np.empty(dur.size, dtype=np.int64)  # numpy's huge pages: few page faults
+    _cread.select(key, dur, counts_all.astype(np.int64, copy=False), ranks, out, scratch)
+    return out
+
+
 def grouped(
     key: np.ndarray, n_keys: int, dur: np.ndarray, self_ns: np.ndarray, error: np.ndarray
 ) -> Grouped:
@@ -242,7 +301,32 @@ def grouped(
     counts_all = np.bincount(key, minlength=n_keys)
     present = np.flatnonzero(counts_all)
     counts = counts_all[present]
+    picked: np.ndarray | None = None
+    if counts.size * _SELECT_MIN_MEAN <= key.size and _c_keys(key, dur):
+        # Few large groups (the usual profile: a few scopes run millions of times): each
+        # statistic by selection, the totals by exact sums; the same numbers as a sort.
+        picked = _select_stats(key, counts_all, counts, dur)
     del counts_all
+    if picked is not None:
+        errors = np.bincount(key[error], minlength=n_keys)[present] if error.any() else None
+        totals = sums_by_key(key, n_keys, dur)[present]
+        # text logs: self time is the duration itself
+        self_sums = totals if self_ns is dur else sums_by_key(key, n_keys, self_ns)[present]
+        keys = present if occurring is None else occurring[present]
+        if errors is None:
+            errors = np.broadcast_to(np.zeros(1, dtype=np.int64), counts.shape)
+        return Grouped(
+            key=keys,
+            count=counts,
+            errors=errors,
+            total=totals,
+            self_ns=self_sums,
+            min=picked[:, 0],
+            p50=picked[:, 1],
+            p90=picked[:, 2],
+            p99=picked[:, 3],
+            max=picked[:, 4],
+        )
     if present.size <= _FEW_KEYS and key.size > 4 * _FEW_KEYS:
         return _grouped_few(key, present, counts, occurring, dur, self_ns, error)
     ordered = _sorted_by_key(key, n_keys, dur)

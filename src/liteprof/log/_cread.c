@@ -21,6 +21,26 @@
  *       make streams contiguous), row i is original row order[i]; `parent` is indexed
  *       by original rows and holds original rows + base.
  *
+ *   sums(key, values, out)
+ *       exact per-key sums of int64 `values` (n items) by `key` (n items of 4 or 8 bytes,
+ *       each in [0, K)), into `out` (2K int64): out[2k] the sum of the high words
+ *       (value >> 32), out[2k + 1] that of the low words (value & 0xFFFFFFFF), so that
+ *       sum = high * 2**32 + low exactly, whatever the values (at most 2**31 of them).
+ *
+ *   select(key, values, counts, ranks, out, scratch)
+ *       order statistics per key without sorting: `counts` (K int64) is how many items
+ *       each key has; `ranks` (P x R int64, P the keys with items, in key order) the
+ *       ranks wanted of each (ascending, in [0, count)); `out` (P x R) gets the value of
+ *       that rank among the key's values (the item at that index if they were sorted).
+ *       The values are moved by key into `scratch` (room for n int64: the caller's
+ *       numpy array, whose huge pages fault far less often than a malloc's small
+ *       ones), as a counting sort would move them, then
+ *       each key's ranks are found by quickselect (Hoare partitions; the middle rank
+ *       first, then each side), O(n) where a sort is O(n log n).
+ *
+ * The analysis (analysis/stats.py) uses the last two for its grouped statistics, with a
+ * sort in numpy where this module is not built: the same numbers.
+ *
  * No numpy headers: arguments are buffers (numpy arrays support the protocol), checked for
  * item size, length and contiguity. reader.py has the same loops in numpy for an install
  * without a compiler; the tests run both.
@@ -256,11 +276,276 @@ fail:
     return NULL;
 }
 
+/* Get a key buffer of n items of 4 or 8 bytes. */
+static int
+get_keys(PyObject *obj, Buf *b, Py_ssize_t n)
+{
+    if (PyObject_GetBuffer(obj, &b->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    b->held = 1;
+    Py_ssize_t size = b->view.itemsize;
+    if ((size != 4 && size != 8) || b->view.len != n * size) {
+        PyErr_SetString(PyExc_ValueError, "key: as many items of 4 or 8 bytes as values");
+        return -1;
+    }
+    return 0;
+}
+
+static inline int64_t
+key_at(const void *keys, Py_ssize_t size, Py_ssize_t i)
+{
+    if (size == 8) {
+        int64_t k;
+        memcpy(&k, (const char *)keys + 8 * i, 8);
+        return k;
+    }
+    int32_t k;
+    memcpy(&k, (const char *)keys + 4 * i, 4);
+    return k;
+}
+
+static PyObject *
+cread_sums(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "sums() takes 3 arguments");
+        return NULL;
+    }
+    Buf b[3];
+    memset(b, 0, sizeof(b));
+    if (get(args[1], &b[1], 8, -1, 0, "values") < 0)
+        goto fail;
+    Py_ssize_t n = b[1].view.len / 8;
+    if (get_keys(args[0], &b[0], n) < 0 || get(args[2], &b[2], 8, -1, 1, "out") < 0)
+        goto fail;
+    if ((uint64_t)n > ((uint64_t)1 << 31)) {
+        /* so that neither word's sum can leave an int64 */
+        PyErr_SetString(PyExc_ValueError, "sums: at most 2**31 values");
+        goto fail;
+    }
+    Py_ssize_t n_keys = b[2].view.len / 16, size = b[0].view.itemsize;
+    const void *keys = b[0].view.buf;
+    const int64_t *values = (const int64_t *)b[1].view.buf;
+    int64_t *out = (int64_t *)b[2].view.buf;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS
+    memset(out, 0, (size_t)n_keys * 16);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t k = key_at(keys, size, i);
+        if (k < 0 || k >= n_keys) {
+            bad = i;
+            break;
+        }
+        int64_t v = values[i];
+        /* the arithmetic shift of a negative value, without relying on one */
+        out[2 * k] += v >= 0 ? v >> 32 : -(int64_t)((~(uint64_t)v) >> 32) - 1;
+        out[2 * k + 1] += (int64_t)((uint64_t)v & 0xFFFFFFFFu);
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "sums: key of item %zd out of range", bad);
+        goto fail;
+    }
+    release(b, 3);
+    Py_RETURN_NONE;
+fail:
+    release(b, 3);
+    return NULL;
+}
+
+static int
+cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Put the k-th smallest of a[lo..hi] at a[k], the smaller ones before it and the larger
+ * after (Hoare's partition around the median of three, as in Wirth's "Find"). Past a
+ * budget of rounds (only a hostile order gets there), the range is sorted instead. */
+static void
+quickselect(int64_t *a, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t k)
+{
+    int budget = 128;
+    while (lo < hi) {
+        if (--budget < 0) {
+            qsort(a + lo, (size_t)(hi - lo + 1), sizeof(int64_t), cmp_i64);
+            return;
+        }
+        int64_t x0 = a[lo], x1 = a[lo + (hi - lo) / 2], x2 = a[hi], x;
+        if (x0 < x1)
+            x = x1 < x2 ? x1 : (x0 < x2 ? x2 : x0);
+        else
+            x = x0 < x2 ? x0 : (x1 < x2 ? x2 : x1);
+        Py_ssize_t i = lo, j = hi;
+        do {
+            while (a[i] < x)
+                i++;
+            while (x < a[j])
+                j--;
+            if (i <= j) {
+                int64_t t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        } while (i <= j);
+        if (j < k)
+            lo = i;
+        if (k < i)
+            hi = j;
+    }
+}
+
+/* Every rank of r[rlo..rhi] (ascending) in place within a[lo..hi]: the middle one first,
+ * which splits both the range and the ranks in two. An extreme rank is a scan. */
+static void
+multiselect(int64_t *a, Py_ssize_t lo, Py_ssize_t hi, const int64_t *r, Py_ssize_t rlo,
+            Py_ssize_t rhi)
+{
+    while (rlo <= rhi && r[rlo] < lo)
+        rlo++;
+    while (rlo <= rhi && r[rhi] > hi)
+        rhi--;
+    if (rlo > rhi || lo >= hi)
+        return;
+    Py_ssize_t mid = rlo + (rhi - rlo) / 2, k = (Py_ssize_t)r[mid];
+    if (k == lo || k == hi) {
+        Py_ssize_t best = lo;
+        for (Py_ssize_t i = lo + 1; i <= hi; i++)
+            if (k == lo ? a[i] < a[best] : a[i] > a[best])
+                best = i;
+        if (k == hi && best != hi) {
+            /* keep the rest a permutation; the maximum goes last */
+            int64_t t = a[best];
+            a[best] = a[hi];
+            a[hi] = t;
+        }
+        else if (k == lo && best != lo) {
+            int64_t t = a[best];
+            a[best] = a[lo];
+            a[lo] = t;
+        }
+    }
+    else {
+        quickselect(a, lo, hi, k);
+    }
+    multiselect(a, lo, k - 1, r, rlo, mid - 1);
+    multiselect(a, k + 1, hi, r, mid + 1, rhi);
+}
+
+static PyObject *
+cread_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "select() takes 6 arguments");
+        return NULL;
+    }
+    Buf b[6];
+    memset(b, 0, sizeof(b));
+    if (get(args[1], &b[1], 8, -1, 0, "values") < 0)
+        goto fail;
+    Py_ssize_t n = b[1].view.len / 8;
+    if (get_keys(args[0], &b[0], n) < 0 || get(args[2], &b[2], 8, -1, 0, "counts") < 0 ||
+        get(args[3], &b[3], 8, -1, 0, "ranks") < 0 || get(args[4], &b[4], 8, -1, 1, "out") < 0 ||
+        get(args[5], &b[5], 8, n, 1, "scratch") < 0)
+        goto fail;
+    Py_ssize_t n_keys = b[2].view.len / 8, size = b[0].view.itemsize;
+    const int64_t *counts = (const int64_t *)b[2].view.buf;
+    const int64_t *ranks = (const int64_t *)b[3].view.buf;
+    int64_t *out = (int64_t *)b[4].view.buf;
+    Py_ssize_t present = 0, total = 0;
+    for (Py_ssize_t k = 0; k < n_keys; k++) {
+        if (counts[k] < 0 || counts[k] > n - total) {
+            PyErr_SetString(PyExc_ValueError, "select: counts do not add up to the values");
+            goto fail;
+        }
+        total += counts[k];
+        present += counts[k] > 0;
+    }
+    if (total != n || present == 0 || b[3].view.len % (present * 8) != 0 ||
+        b[4].view.len < b[3].view.len) {
+        PyErr_SetString(PyExc_ValueError, "select: counts, ranks or out do not fit");
+        goto fail;
+    }
+    Py_ssize_t n_ranks = b[3].view.len / (present * 8);
+    for (Py_ssize_t g = 0, k = 0; k < n_keys; k++) {
+        if (counts[k] == 0)
+            continue;
+        for (Py_ssize_t j = 0; j < n_ranks; j++) {
+            int64_t r = ranks[g * n_ranks + j];
+            if (r < 0 || r >= counts[k] || (j && r < ranks[g * n_ranks + j - 1])) {
+                PyErr_SetString(PyExc_ValueError, "select: ranks out of order or range");
+                goto fail;
+            }
+        }
+        g++;
+    }
+    int64_t *buf = (int64_t *)b[5].view.buf;
+    Py_ssize_t *at = PyMem_RawMalloc((size_t)n_keys * 2 * sizeof(Py_ssize_t));
+    if (at == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    const void *keys = b[0].view.buf;
+    const int64_t *values = (const int64_t *)b[1].view.buf;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS
+    /* at[k]: where key k's next item goes; end[k]: the end of its room */
+    Py_ssize_t off = 0, *end = at + n_keys;
+    for (Py_ssize_t k = 0; k < n_keys; k++) {
+        at[k] = off;
+        off += (Py_ssize_t)counts[k];
+        end[k] = off;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t k = key_at(keys, size, i);
+        if (k < 0 || k >= n_keys || at[k] >= end[k]) {
+            bad = i;
+            break;
+        }
+        buf[at[k]++] = values[i];
+    }
+    if (bad < 0) {
+        /* at[k] is now the end of key k's items */
+        for (Py_ssize_t g = 0, k = 0; k < n_keys; k++) {
+            Py_ssize_t c = (Py_ssize_t)counts[k];
+            if (c == 0)
+                continue;
+            int64_t *seg = buf + at[k] - c;
+            const int64_t *r = ranks + g * n_ranks;
+            multiselect(seg, 0, c - 1, r, 0, n_ranks - 1);
+            for (Py_ssize_t j = 0; j < n_ranks; j++)
+                out[g * n_ranks + j] = seg[r[j]];
+            g++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(at);
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "select: key of item %zd out of range or miscounted",
+                     bad);
+        goto fail;
+    }
+    release(b, 6);
+    Py_RETURN_NONE;
+fail:
+    release(b, 6);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"cut", (PyCFunction)(void (*)(void))cread_cut, METH_FASTCALL,
      "Cut a chunk's event slots into columns (see the module's source comment)."},
     {"link", (PyCFunction)(void (*)(void))cread_link, METH_FASTCALL,
      "Link each row to its parent (see the module's source comment)."},
+    {"sums", (PyCFunction)(void (*)(void))cread_sums, METH_FASTCALL,
+     "Exact sums per key, as high and low words (see the module's source comment)."},
+    {"select", (PyCFunction)(void (*)(void))cread_select, METH_FASTCALL,
+     "Order statistics per key by quickselect (see the module's source comment)."},
     {NULL, NULL, 0, NULL},
 };
 
