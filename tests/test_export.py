@@ -8,6 +8,7 @@ checked against the events the reader gives for the same log.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -19,7 +20,7 @@ import liteprof
 from liteprof.log.reader import read_logs
 
 from .exportkit import Ev, perfetto_slices, write_log
-from .helpers import cli
+from .helpers import child_env, cli
 
 
 def _record_program(logdir: str) -> None:
@@ -438,3 +439,42 @@ def test_run_export(tmp_path: Any) -> None:
     assert all(s.depth == (s.name == "Model:y") for s in trace.slices)
     proc = cli("run", "--export", "perfetto", "--", sys.executable, prog)
     assert proc.returncode == 2 and "--export perfetto needs -o FILE" in proc.stderr
+
+
+def _many_events_log(directory: str) -> str:
+    """A log whose traces are much larger than an output buffer, so they are written
+    while the log is still being read."""
+    events = [Ev("Step:Model", 1000 * i, 500) for i in range(20_000)]
+    write_log(directory, {"MainThread": events})
+    return directory
+
+
+@pytest.mark.parametrize("fmt", ["perfetto", "chrome"])
+def test_a_failed_write_is_not_called_a_failed_read(tmp_path: Any, fmt: str) -> None:
+    logs = _many_events_log(os.path.join(str(tmp_path), "many"))
+    # A full disk behind stdout: an error about writing, not about the log.
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "liteprof", "export", logs, "--format", fmt, "-o", "-"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            timeout=120,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write" in proc.stderr and "cannot read" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    # A reader that went away (`| head -c 10`): a quiet stop, as `report` does.
+    reader_gone = subprocess.Popen(
+        [sys.executable, "-m", "liteprof", "export", logs, "--format", fmt, "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    assert reader_gone.stdout is not None
+    reader_gone.stdout.read(10)
+    reader_gone.stdout.close()
+    _, err = reader_gone.communicate(timeout=120)
+    assert reader_gone.returncode == 0, err
+    assert err == b""

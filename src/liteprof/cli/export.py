@@ -163,19 +163,30 @@ class _output:
         return self.fh
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        # Reading errors arrive here as LogError: an OSError is the output's (a full
+        # disk); a closed pipe (BrokenPipeError) is left to the quiet stop of main().
+        failed = exc if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) else None
         if self.fh is None:
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as err:
+                failed = failed or err
+            if failed is not None:
+                raise UsageError(f"cannot write {self.path}: {failed.strerror}") from None
             return
         try:
             self.fh.close()
         except OSError as err:
-            if kind is None:
-                raise UsageError(f"cannot write {self.path}: {err.strerror}") from None
-        if kind is not None:
+            failed = failed or (err if kind is None else None)
+        if kind is not None or failed is not None:
             try:
                 os.unlink(self.path)  # half a trace would only mislead
             except OSError:
                 pass
+        if failed is not None:
+            raise UsageError(f"cannot write {self.path}: {failed.strerror}") from None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -131,11 +131,31 @@ def stream(paths: list[str], sink: Callable[[Events], None]) -> Events:
     """
     tables = _Tables([os.fspath(p) for p in paths])
     seen: set[tuple[int, int]] = set()
-    for path in binary_files(tables.sources):
-        _stream_file(path, tables, seen, sink)
+
+    def guarded(chunk: Events) -> None:
+        # The sink writes the export: its OSError (a full disk, a closed pipe) must not
+        # pass for a failure to read the log, which ``_stream_file`` reports as such.
+        try:
+            sink(chunk)
+        except OSError as exc:
+            raise _SinkError(exc) from exc
+
+    try:
+        for path in binary_files(tables.sources):
+            _stream_file(path, tables, seen, guarded)
+    except _SinkError as failed:
+        raise failed.error from None
     out = tables.chunk({key: np.zeros(0, dtype) for key, dtype in COLUMNS})
     out.skipped, out.first_ns, out.last_ns = tables.skipped, tables.first, tables.last
     return out
+
+
+class _SinkError(Exception):
+    """An ``OSError`` of the sink, carried past the read errors' handler."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _stream_file(
