@@ -230,6 +230,23 @@ def test_file_that_is_not_a_log(tmp_path: os.PathLike[str]) -> None:
     assert "not a liteprof log" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_run_log_that_is_a_file_is_refused_before_the_command_runs(
+    tmp_path: os.PathLike[str],
+) -> None:
+    log = os.path.join(os.fspath(tmp_path), "results.txt")
+    with open(log, "w") as fh:
+        fh.write("keep me\n")
+    marker = os.path.join(os.fspath(tmp_path), "ran")
+    code = f"open({marker!r}, 'w').close()"
+    proc = cli("run", "--log", log, "--", sys.executable, "-c", code)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a directory" in proc.stderr and log in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not os.path.exists(marker)  # a run that cannot record is not started
+    with open(log) as fh:
+        assert fh.read() == "keep me\n"
+
+
 @pytest.mark.usefixtures("backend")
 def test_vllm_compat_switch_by_one_import(tmp_path: os.PathLike[str]) -> None:
     log = os.path.join(os.fspath(tmp_path), "vllm_lite.log")

@@ -202,6 +202,9 @@ def main(args: argparse.Namespace) -> int:
     report_output = None if args.export_format else args.output  # -o: the export's
     check_output(args.format, report_output, args.html)
     temporary = args.log is None
+    if not temporary and os.path.exists(args.log) and not os.path.isdir(args.log):
+        # Every process would fail to make its log there: nothing to report after the run.
+        raise UsageError(f"--log {args.log}: not a directory")
     log_dir = _make_temporary_folder() if temporary else args.log
     env = dict(os.environ)
     env["LITEPROF_LOG"] = os.path.abspath(log_dir)
