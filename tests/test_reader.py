@@ -403,6 +403,45 @@ def test_a_million_names_read_without_a_dict_of_them(tmp_path: Any) -> None:
     assert texts == [f"n{i}" for i in range(20_000)] and len(ids) == 1
 
 
+def test_names_read_in_bulk_stay_one_packed_text(tmp_path: Any) -> None:
+    # A log of many names: they read as a list of str, but are kept as one text and the
+    # offsets of each name (no str object per name until one is read).
+    from liteprof.log.events import Names
+
+    texts = [f"g{i % 7}:n{i}" for i in range(6000)] + ["caf\u00e9 \U0001f600", "\udfff"]
+    f = Forge().metadata(*(name_entry(i, t) for i, t in enumerate(texts)))
+    f.metadata(thread_entry(0, 7, "T"))
+    f.thread(0, *(event(i, 1, i) for i in range(len(texts))))
+    ev = _read(f.write(str(tmp_path / "many.lpf")))
+    assert isinstance(ev.names, Names) and ev.names._more == []
+    assert list(ev.names) == texts and ev.names == texts and len(ev.names) == len(texts)
+    assert ev.names[-1] == "\udfff" and ev.names[-2] == texts[-2] and ev.names[5] == "g5:n5"
+    assert ev.names[5990:] == texts[5990:] and ev.names[::1000] == texts[::1000]
+    picked = ev.names.take(np.array([6001, 3, 3, 6000]))
+    assert picked == [texts[6001], "g3:n3", "g3:n3", texts[6000]]
+    with pytest.raises(IndexError):
+        ev.names[len(texts)]
+
+
+def test_names_mix_packed_and_appended_names() -> None:
+    from liteprof.log.events import Names
+
+    texts = [f"n{i}" for i in range(70_000)]  # more than one block of iteration
+    names = Names.join([Names(texts[:5]), Names.join([texts[5:60_000]]), texts[60_000:]])
+    assert names._more == [] and names == texts
+    names.append("late")
+    names.extend(["later", ""])
+    assert names == [*texts, "late", "later", ""] and names != texts
+    assert names[70_000:] == ["late", "later", ""] and names[-3] == "late"
+    assert names[69_999:70_001] == ["n69999", "late"]
+    assert names.take(np.array([70_001, 0, 69_999])) == ["later", "n0", "n69999"]
+    assert names.take(np.array([1, 2])) == ["n1", "n2"] and names.take(np.array([], int)) == []
+    assert names.count("n7") == 1 and names.index("late") == 70_000
+    adopted = Names()
+    adopted.extend(Names.join([["a", "bc"]]))
+    assert adopted == ["a", "bc"] and adopted._more == []
+
+
 # -- live reads (issue 10, item 3) ---------------------------------------------------------
 
 LIVE_WRITER = """

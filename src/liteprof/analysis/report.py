@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import compress, repeat
 from operator import getitem, itemgetter
 from typing import Any, Callable
@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._version import __version__
-from ..log.events import Events
+from ..log.events import Events, Names
 from . import dropped
 from .stats import Grouped, grouped, sums_by_key
 from .tree import Nodes, build_nodes, nearest_above, preorder
@@ -96,8 +96,10 @@ def _rows(fields: tuple[tuple[str, str], ...], n: int, columns: Callable[..., An
     return Rows([f for f, _ in fields], [k for _, k in fields], n, columns)
 
 
-def _pick(items: list[Any], index: np.ndarray) -> list[Any]:
-    """``[items[i] for i in index]``, at C speed (``itemgetter``)."""
+def _pick(items: Sequence[Any], index: np.ndarray) -> list[Any]:
+    """``[items[i] for i in index]``, at C speed (``itemgetter``, or ``Names.take``)."""
+    if isinstance(items, Names):
+        return items.take(index)
     if index.size == 0:
         return []
     if index.size == 1:

@@ -12,7 +12,7 @@ kept event's parent becomes its nearest kept ancestor.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,7 @@ class _Tables:
         self.first: int | None = None
         self.last: int | None = None
 
-    def lut(self, names: list[str]) -> np.ndarray:
+    def lut(self, names: Sequence[str]) -> np.ndarray:
         """Indices into ``self.names`` of ``names`` (added where new)."""
         out = np.empty(len(names), np.int32)
         for i, name in enumerate(names):
@@ -338,7 +338,7 @@ def select(events: Events, window: Window) -> Events:
 
 def _events(
     sources: list[str],
-    names: list[str],
+    names: Sequence[str],
     processes: list[dict[str, Any]],
     threads: list[dict[str, Any]],
     cols: dict[str, np.ndarray],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import format as F
+from .events import Names
 from .scan import Metadata, decode_payload, parse_entries
 
 META_DTYPE = np.dtype(
@@ -75,9 +76,10 @@ def _store(raw: bytes, slots: np.ndarray, heads: np.ndarray, out: Metadata) -> N
         out.add_names(slots["id"][names].astype(np.int64), _decode_all(raw, slots, names))
 
 
-def _decode_all(raw: bytes, slots: np.ndarray, heads: np.ndarray) -> list[str]:
+def _decode_all(raw: bytes, slots: np.ndarray, heads: np.ndarray) -> Names | list[str]:
     """The payloads of ``heads`` as text, decoded together when that is provably the same
-    as decoding each (else one by one)."""
+    as decoding each (else one by one); decoded together, they stay one packed text
+    (``Names``), never a ``str`` per name."""
     lengths = slots["len"][heads].astype(np.int64)
     starts = (heads.astype(np.int64) + 1) * F.SLOT_SIZE
     data = np.frombuffer(raw, np.uint8)
@@ -92,7 +94,7 @@ def _decode_all(raw: bytes, slots: np.ndarray, heads: np.ndarray) -> list[str]:
     ends = np.cumsum(lengths)
     if joined.size == 0 or int(joined.max()) < 0x80:
         text = joined.tobytes().decode("ascii")
-        bounds = [0, *ends.tolist()]
+        bounds = np.concatenate(([0], ends))
     else:
         # UTF-8 decoded in one piece splits at the same places as piece by piece only if
         # no payload starts with a continuation byte (then a character cannot straddle two
@@ -108,5 +110,5 @@ def _decode_all(raw: bytes, slots: np.ndarray, heads: np.ndarray) -> list[str]:
         # A character starts at every byte that is not a continuation byte (lone
         # surrogates, encoded in three bytes by surrogatepass, count as one too).
         chars = np.cumsum((joined & 0xC0) != 0x80)
-        bounds = [0, *np.where(ends > 0, chars[np.maximum(ends, 1) - 1], 0).tolist()]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+        bounds = np.concatenate(([0], np.where(ends > 0, chars[np.maximum(ends, 1) - 1], 0)))
+    return Names.packed(text, bounds)

@@ -16,8 +16,9 @@ it first (``np.array(ev.proc)``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -34,6 +35,126 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("parent", np.int64),
 )
 """The columns of ``Events``, with their dtypes, in order."""
+
+
+_BLOCK = 1 << 16
+"""Names made into ``str`` objects at a time when iterating."""
+
+
+class Names(Sequence[str]):
+    """Scope names: a read-only list of ``str`` whose bulk is one packed text.
+
+    A log of a million distinct names would otherwise hold a million ``str`` objects
+    (about 80 bytes each for a 22-character name, beyond the text itself). Here the
+    names a metadata block defines together are one ``str`` and the offsets where each
+    name starts in it: a name is sliced out when it is read, and ``take`` slices many at
+    C speed. Names added one at a time (``append``) are kept as they come, after the
+    packed ones. It compares equal to any sequence of the same strings.
+    """
+
+    __slots__ = ("_text", "_bounds", "_packed", "_more")
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._text = ""
+        self._bounds: np.ndarray = np.zeros(1, np.int64)
+        self._packed = 0
+        self._more: list[str] = list(names)
+
+    @classmethod
+    def packed(cls, text: str, bounds: np.ndarray) -> Names:
+        """Name ``i`` is ``text[bounds[i]:bounds[i + 1]]``; ``bounds`` ascending, from 0."""
+        out = cls()
+        out._text = text
+        out._bounds = np.asarray(bounds, dtype=np.int64)
+        out._packed = int(out._bounds.size) - 1
+        return out
+
+    @classmethod
+    def join(cls, parts: Sequence[Sequence[str]]) -> Names:
+        """The names of ``parts`` one after the other, packed into one text."""
+        packed = [p if isinstance(p, Names) and not p._more else cls._pack(p) for p in parts]
+        if len(packed) == 1:
+            return packed[0]
+        offsets = np.cumsum([0] + [len(p._text) for p in packed]).tolist()
+        bounds = [np.zeros(1, np.int64)]
+        bounds += [p._bounds[1:] + base for p, base in zip(packed, offsets)]
+        return cls.packed("".join(p._text for p in packed), np.concatenate(bounds))
+
+    @classmethod
+    def _pack(cls, names: Iterable[str]) -> Names:
+        names = list(names)
+        lengths = np.fromiter(map(len, names), np.int64, len(names))
+        return cls.packed("".join(names), np.concatenate(([0], np.cumsum(lengths))))
+
+    def append(self, name: str) -> None:
+        self._more.append(name)
+
+    def extend(self, names: Iterable[str]) -> None:
+        if isinstance(names, Names) and not len(self) and not names._more:
+            self._text, self._bounds, self._packed = names._text, names._bounds, names._packed
+            return
+        self._more.extend(names)
+
+    def __len__(self) -> int:
+        return self._packed + len(self._more)
+
+    def _slice(self, a: int, b: int) -> list[str]:
+        """Names ``[a, b)`` (``0 <= a <= b <= len``)."""
+        out: list[str] = []
+        p = self._packed
+        if a < p:
+            bounds = self._bounds[a : min(b, p) + 1].tolist()
+            out = list(map(self._text.__getitem__, map(slice, bounds, bounds[1:])))
+        if b > p:
+            out += self._more[max(a - p, 0) : b - p]
+        return out
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step == 1:
+                return self._slice(start, max(start, stop))
+            return [self[i] for i in range(start, stop, step)]
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError("name index out of range")
+        if i < self._packed:
+            return self._text[int(self._bounds[i]) : int(self._bounds[i + 1])]
+        return self._more[i - self._packed]
+
+    def take(self, index: np.ndarray) -> list[str]:
+        """``[self[i] for i in index]`` (every ``i`` in range), at C speed."""
+        index = np.asarray(index)
+        if index.size == 0:
+            return []
+        if self._more and int(index.max()) >= self._packed:
+            more, p = self._more, self._packed
+            return [self[i] if i < p else more[i - p] for i in index.tolist()]
+        starts = self._bounds[index]
+        ends = self._bounds[index + 1]
+        return list(map(self._text.__getitem__, map(slice, starts.tolist(), ends.tolist())))
+
+    def __iter__(self) -> Iterator[str]:
+        for a in range(0, self._packed, _BLOCK):
+            yield from self._slice(a, min(a + _BLOCK, self._packed))
+        yield from self._more
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Names({list(self)!r})" if len(self) <= 20 else f"Names({len(self)} names)"
 
 
 @dataclass(frozen=True)
@@ -68,8 +189,9 @@ class Events:
     """
 
     sources: list[str]
-    names: list[str]
-    """Scope names; ``name`` indexes this list (each name once)."""
+    names: Sequence[str]
+    """Scope names; ``name`` indexes this list (each name once). A ``Names`` when read
+    from logs; ``Names.take`` picks many."""
     name: np.ndarray
     """int32: index into ``names``."""
     start: np.ndarray

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -33,7 +34,7 @@ import numpy as np
 from . import bounded
 from . import format as F
 from .errors import LogError
-from .events import COLUMNS, DroppedRow, Events
+from .events import COLUMNS, DroppedRow, Events, Names
 from .scan import (
     BlockMap,
     Header,
@@ -72,7 +73,7 @@ class Builder:
 
     def __init__(self) -> None:
         self.sources: list[str] = []
-        self.names: list[str] = []
+        self.names = Names()
         self._index: dict[str, int] | None = {}
         self.cap = 0
         self.n = 0
@@ -106,7 +107,7 @@ class Builder:
             self.names.append(name)
         return idx
 
-    def intern_all(self, names: list[str]) -> np.ndarray:
+    def intern_all(self, names: Sequence[str]) -> np.ndarray:
         """``intern`` of each name (as an int32 array), without a Python call per name."""
         if not self.names and _all_different(names):
             # The first names, all different: they are the list, in order.
@@ -213,7 +214,7 @@ class Builder:
         )
 
 
-def _all_different(texts: list[str]) -> bool:
+def _all_different(texts: Sequence[str]) -> bool:
     """Whether no text repeats: by their hashes (8 bytes each, where a set would take 32),
     and by a set only if two hashes are equal."""
     hashes = np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts))
@@ -695,7 +696,7 @@ def _map_names(b: Builder, r0: int, r1: int, names: Metadata | dict[int, str]) -
         return 0
     if isinstance(names, dict):
         id_parts: list[Any] = [list(names)]
-        texts = list(names.values())
+        texts: Sequence[str] = list(names.values())
     else:
         id_parts, texts = names.name_table()
     if not texts:

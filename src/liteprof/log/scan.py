@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -240,18 +241,19 @@ class Metadata:
         self.threads: dict[int, tuple[int, str]] = {}
         """thread index -> (native thread id, thread name)"""
         self.skipped = 0
-        self._parts: list[tuple[Any, list[str]]] = []  # (ids, texts) in file order
+        self._parts: list[tuple[Any, Sequence[str]]] = []  # (ids, texts) in file order
         self._dict: dict[int, str] | None = None
 
     def add_name(self, ident: int, text: str) -> None:
-        if self._parts and isinstance(self._parts[-1][0], list):
-            self._parts[-1][0].append(ident)
-            self._parts[-1][1].append(text)
+        last = self._parts[-1] if self._parts else None
+        if last is not None and isinstance(last[0], list) and isinstance(last[1], list):
+            last[0].append(ident)
+            last[1].append(text)
         else:
             self._parts.append(([ident], [text]))
         self._dict = None
 
-    def add_names(self, idents: Any, texts: list[str]) -> None:
+    def add_names(self, idents: Any, texts: Sequence[str]) -> None:
         """Names in bulk: ``idents`` a sequence (a numpy array) as long as ``texts``."""
         self._parts.append((idents, texts))
         self._dict = None
@@ -266,13 +268,21 @@ class Metadata:
             self._dict = built
         return self._dict
 
-    def name_table(self) -> tuple[list[Any], list[str]]:
+    def name_table(self) -> tuple[list[Any], Sequence[str]]:
         """Every name entry in file order: the ids (lists or arrays, one per part, to be
         concatenated) and their texts; where an id repeats, its last entry counts."""
+        parts = [part for _, part in self._parts]
+        ids = [idents for idents, _ in self._parts]
+        if not all(isinstance(part, list) for part in parts):
+            # Blocks parsed in bulk (``_metavec``, with numpy) gave packed texts: the
+            # table is one packed text too, not a ``str`` per name.
+            from .events import Names
+
+            return ids, Names.join(parts)
         texts: list[str] = []
-        for _ids, part in self._parts:
+        for part in parts:
             texts.extend(part)
-        return [idents for idents, _ in self._parts], texts
+        return ids, texts
 
     @property
     def name_count(self) -> int:
