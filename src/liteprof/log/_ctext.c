@@ -33,37 +33,38 @@
 typedef struct {
     Py_ssize_t at; /* offset of the name in data; -1: an empty slot */
     Py_ssize_t len;
-    uint64_t hash;
+    uint64_t first, last; /* the name's first and last 8 bytes (see `words`) */
     int32_t index;
 } Slot;
 
-static uint64_t
-mix(uint64_t h)
+/* A name's first and last 8 bytes as words (they overlap for names under 16 bytes, and
+ * cover the whole name up to 16); a name under 8 bytes is one word, zeros after it.
+ * `limit` is the end of the buffer: a word read never passes it. */
+static void
+words(const unsigned char *s, Py_ssize_t len, const unsigned char *limit, uint64_t *first,
+      uint64_t *last)
 {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
+    if (len >= 8) {
+        memcpy(first, s, 8);
+        memcpy(last, s + len - 8, 8);
+        return;
+    }
+    uint64_t w = 0;
+    if (limit - s >= 8) {
+        memcpy(&w, s, 8);
+        w &= len ? (~(uint64_t)0 >> (8 * (8 - len))) : 0;
+    } else {
+        memcpy(&w, s, (size_t)len);
+    }
+    *first = *last = w;
 }
 
-/* A hash of the name's bytes, eight at a time (memcpy: any alignment). */
 static uint64_t
-hash_name(const unsigned char *s, Py_ssize_t len)
+hash_words(uint64_t first, uint64_t last, Py_ssize_t len)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = mix(h ^ w) + 0x94D049BB133111EBULL;
-        s += 8;
-        len -= 8;
-    }
-    if (len > 0) {
-        uint64_t w = 0;
-        memcpy(&w, s, (size_t)len);
-        h = mix(h ^ w) + 0xBF58476D1CE4E5B9ULL;
-    }
-    return mix(h);
+    uint64_t h = (first * 0x9E3779B97F4A7C15ULL) ^ (last * 0xBF58476D1CE4E5B9ULL) ^
+                 ((uint64_t)len * 0x94D049BB133111EBULL);
+    return h ^ (h >> 29);
 }
 
 static int
@@ -84,9 +85,9 @@ get(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const cha
 /* Read the lines; returns the number read, -1 to give the chunk to numpy, -2 on
  * MemoryError. */
 static Py_ssize_t
-read_lines(const unsigned char *data, Py_ssize_t n, int32_t *ids, int64_t *values,
-           Py_ssize_t room, Slot **slots_out, Py_ssize_t *cap_out, Py_ssize_t *names_out,
-           Py_ssize_t max_names, Py_ssize_t *bytes_out)
+read_lines(const unsigned char *data, Py_ssize_t n, const unsigned char *limit, int32_t *ids,
+           int64_t *values, Py_ssize_t room, Slot **slots_out, Py_ssize_t *cap_out,
+           Py_ssize_t *names_out, Py_ssize_t max_names, Py_ssize_t *bytes_out)
 {
     Py_ssize_t cap = 64, names = 0, k = 0, line_bytes = 0;
     Slot *slots = PyMem_RawMalloc(sizeof(Slot) * (size_t)cap);
@@ -115,13 +116,17 @@ read_lines(const unsigned char *data, Py_ssize_t n, int32_t *ids, int64_t *value
             v = v * 10 + (int64_t)(*r - '0');
         const unsigned char *name = p;
         Py_ssize_t len = (q - 1) - p;
-        uint64_t h = hash_name(name, len);
+        uint64_t first, last;
+        words(name, len, limit, &first, &last);
+        uint64_t h = hash_words(first, last, len);
         Py_ssize_t mask = cap - 1, at = (Py_ssize_t)(h & (uint64_t)mask);
         int32_t index = -1;
         while (slots[at].at >= 0) {
-            if (slots[at].hash == h && slots[at].len == len &&
-                memcmp(data + slots[at].at, name, (size_t)len) == 0) {
-                index = slots[at].index;
+            Slot *slot = &slots[at];
+            /* Up to 16 bytes, the two words are the whole name. */
+            if (slot->len == len && slot->first == first && slot->last == last &&
+                (len <= 16 || memcmp(data + slot->at, name, (size_t)len) == 0)) {
+                index = slot->index;
                 break;
             }
             at = (at + 1) & mask;
@@ -132,7 +137,8 @@ read_lines(const unsigned char *data, Py_ssize_t n, int32_t *ids, int64_t *value
             index = (int32_t)names++;
             slots[at].at = name - data;
             slots[at].len = len;
-            slots[at].hash = h;
+            slots[at].first = first;
+            slots[at].last = last;
             slots[at].index = index;
             if (4 * names > 3 * cap) { /* keep the table at most 3/4 full: grow it */
                 Py_ssize_t new_cap = 4 * cap;
@@ -144,7 +150,8 @@ read_lines(const unsigned char *data, Py_ssize_t n, int32_t *ids, int64_t *value
                 for (Py_ssize_t i = 0; i < cap; i++) {
                     if (slots[i].at < 0)
                         continue;
-                    Py_ssize_t j = (Py_ssize_t)(slots[i].hash & (uint64_t)(new_cap - 1));
+                    uint64_t hi = hash_words(slots[i].first, slots[i].last, slots[i].len);
+                    Py_ssize_t j = (Py_ssize_t)(hi & (uint64_t)(new_cap - 1));
                     while (grown[j].at >= 0)
                         j = (j + 1) & (new_cap - 1);
                     grown[j] = slots[i];
@@ -201,7 +208,8 @@ ctext_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* The lines are read without the GIL: the buffers are held, the table is raw memory. */
     Py_BEGIN_ALLOW_THREADS
-    k = read_lines((const unsigned char *)data.buf, n, (int32_t *)ids.buf,
+    k = read_lines((const unsigned char *)data.buf, n,
+                   (const unsigned char *)data.buf + data.len, (int32_t *)ids.buf,
                    (int64_t *)values.buf, room, &slots, &cap, &names, max_names,
                    &line_bytes);
     Py_END_ALLOW_THREADS
