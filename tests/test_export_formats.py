@@ -278,3 +278,16 @@ def test_parquet_of_a_text_log(tmp_path: Any) -> None:
         ("Step:Model", 1000, None, None, None),
         ("Model:Forward", 300, None, None, None),
     ]
+
+
+def test_parquet_of_names_that_are_not_utf8(tmp_path: Any) -> None:
+    # A scope or thread name may be any str, lone surrogates included (a name decoded
+    # from bytes with surrogateescape); Parquet strings must be UTF-8.
+    logs = os.path.join(str(tmp_path), "odd")
+    write_log(logs, {"w\udcfforker": [Ev("Step:\udcff", 0, 10), Ev("plain", 20, 5)]})
+    out = _export(tmp_path, logs, "parquet")
+    rows = _duckdb(out, "SELECT name, \"group\", thread, dur_ns FROM 'FILE' ORDER BY start_ns")
+    assert rows == [
+        ("Step:\\udcff", "Step", "w\\udcfforker", 10),
+        ("plain", None, "w\\udcfforker", 5),
+    ]

@@ -21,6 +21,19 @@ from .base import Exporter
 ROW_GROUP = 1 << 20
 
 
+def _strings(pa: Any, values: list[str]) -> Any:
+    """An Arrow string array of ``values``. Arrow strings are UTF-8, which a Python str
+    with lone surrogates (a name decoded with ``surrogateescape``) is not: such names are
+    escaped visibly (``\\udcff``), as the other exporters do, rather than failing."""
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array(
+            [v.encode("utf-8", "backslashreplace").decode("utf-8") for v in values],
+            pa.string(),
+        )
+
+
 class ParquetExporter(Exporter):
     """Writes a Parquet file (``.parquet``)."""
 
@@ -33,7 +46,7 @@ class ParquetExporter(Exporter):
         import pyarrow.parquet as pq
 
         procs, threads = events.processes, events.threads
-        names = pa.array(events.names, pa.string())
+        names = _strings(pa, events.names)
         group_names: dict[str, int] = {}
         group_of = np.array(
             [
@@ -43,10 +56,10 @@ class ParquetExporter(Exporter):
             + [-1],
             np.int32,
         )
-        groups = pa.array(list(group_names), pa.string())
-        thread_names = pa.array([str(t.get("name", "?")) for t in threads], pa.string())
-        process_names = pa.array([str(p.get("name", "?")) for p in procs], pa.string())
-        hosts = pa.array([str(p.get("host", "?")) for p in procs], pa.string())
+        groups = _strings(pa, list(group_names))
+        thread_names = _strings(pa, [str(t.get("name", "?")) for t in threads])
+        process_names = _strings(pa, [str(p.get("name", "?")) for p in procs])
+        hosts = _strings(pa, [str(p.get("host", "?")) for p in procs])
         tid_of = pa.array([t.get("tid") for t in threads], pa.int64())
         pid_of = pa.array([p.get("pid") for p in procs], pa.int64())
         rank_of = pa.array([p.get("rank") for p in procs], pa.int32())
