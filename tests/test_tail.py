@@ -210,6 +210,23 @@ def test_a_header_not_yet_written_is_waited_for_and_a_foreign_file_counted_once(
     assert tail.skipped == 1
 
 
+def test_entries_that_are_not_files_are_passed_over_as_the_report_does(logdir: str) -> None:
+    # A directory or a FIFO named *.lpf beside the logs: `liteprof report DIR` reads the
+    # logs, so `serve` and `top` must not refuse the whole directory (nor block on the FIFO).
+    os.makedirs(os.path.join(logdir, "old.lpf"))
+    os.mkfifo(os.path.join(logdir, "pipe.lpf"))
+    liteprof.enable(logdir)
+    try:
+        with liteprof.scope("Here:a"):
+            pass
+    finally:
+        liteprof.disable()
+    tail = Tail(logdir)
+    batches = [tail.poll(), tail.poll()]
+    assert _counts(tail, batches) == {"Here:a": 1} and len(tail.processes) == 1
+    assert tail.skipped == 0 and _reader_counts(logdir) == {"Here:a": 1}
+
+
 def test_a_damaged_slot_is_counted_once(logdir: str) -> None:
     liteprof.enable(logdir)
     try:

@@ -246,7 +246,7 @@ class Tail:
             raise LogError(f"cannot read directory {self.path}: {exc.strerror}") from None
         return [os.path.join(self.path, n) for n in names if n.endswith(F.SUFFIX)]
 
-    def _open(self, path: str) -> _File | None:
+    def _open(self, path: str, single: bool) -> _File | None:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags)
@@ -256,7 +256,13 @@ class Tail:
             raise LogError(f"cannot read {path}: {exc.strerror}") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise LogError(f"{path}: not a regular file")
+                if single:
+                    raise LogError(f"{path}: not a regular file")
+                # A directory or FIFO named *.lpf in a log directory: no log, passed
+                # over for good, as the whole-log reader's listing passes over it.
+                os.close(fd)
+                self._done.add(path)
+                return None
         except BaseException:
             os.close(fd)
             raise
@@ -282,7 +288,7 @@ class Tail:
             if path not in self._files and path not in self._done:
                 self._pending.add(path)
         for path in sorted(self._pending):
-            f = self._files.get(path) or self._open(path)
+            f = self._files.get(path) or self._open(path, single)
             if f is None:
                 self._pending.discard(path)
                 continue
