@@ -11,6 +11,7 @@ threads or processes there: those columns are null).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -21,7 +22,7 @@ from .base import Exporter
 ROW_GROUP = 1 << 20
 
 
-def _strings(pa: Any, values: list[str]) -> Any:
+def _strings(pa: Any, values: Sequence[str]) -> Any:
     """An Arrow string array of ``values``. Arrow strings are UTF-8, which a Python str
     with lone surrogates (a name decoded with ``surrogateescape``) is not: such names are
     escaped visibly (``\\udcff``), as the other exporters do, rather than failing."""
