@@ -316,3 +316,30 @@ def test_headerless_log_and_header_only_logs_do_not_spoil_the_report(recorded: s
     proc = cli("report", *cut, text, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["records"] == 1
+
+
+def test_an_output_that_is_an_input_log_is_refused_and_the_log_kept(
+    recorded: str, tmp_path: os.PathLike[str]
+) -> None:
+    (log,) = log_files(recorded)
+    text_log = os.path.join(os.fspath(tmp_path), "vllm.log")
+    with open(text_log, "w") as fh:
+        fh.write("Step:Model|1000\n")
+    kept = {}
+    for path in (log, text_log):
+        with open(path, "rb") as fh:
+            kept[path] = fh.read()
+    for args in (
+        ["export", recorded, "--format", "chrome", "-o", log],
+        ["export", log, "--format", "folded", "-o", log],
+        ["report", text_log, "-o", text_log],
+        ["report", recorded, "--format", "html", "-o", log],
+        ["diff", text_log, recorded, "-o", text_log],
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "is one of the logs to read" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        for path, data in kept.items():
+            with open(path, "rb") as fh:
+                assert fh.read() == data, (args, path)

@@ -189,6 +189,32 @@ def emit_rendered(data: Result, fmt: str, kind: str) -> None:
     emit_chunks(chosen.stream(data, kind), JSON_ERRORS, "utf-8" if utf8 else "ascii")
 
 
+def refuse_overwriting_inputs(paths: Iterable[str], *outputs: str | None) -> None:
+    """A ``UsageError`` if an output file is one of the logs ``paths`` name: writing it
+    would destroy the log (an export opens its output before it reads), a typo's cost."""
+    targets: dict[tuple[int, int], str] = {}
+    for out in outputs:
+        if out is None or out == "-":
+            continue
+        try:
+            st = os.stat(out)
+        except OSError:
+            continue  # not there yet: it cannot be an input
+        targets[(st.st_dev, st.st_ino)] = out
+    if not targets:
+        return
+    from ..log.reader import expand_paths
+
+    for path in expand_paths(list(paths)):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        hit = targets.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise UsageError(f"{hit} is one of the logs to read: write to another file")
+
+
 def require_numpy() -> None:
     try:
         import numpy  # noqa: F401

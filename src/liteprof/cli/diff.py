@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import one_line, percent, require_numpy
+from .common import one_line, percent, refuse_overwriting_inputs, require_numpy
 from .report import check_output, output
 
 HELP = "compare two runs scope by scope"
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     check_output(args.format, args.output)
     require_numpy()
+    refuse_overwriting_inputs([args.base, args.new], args.output)
     from ..analysis.diff import build_diff, regressions
     from ..log.reader import read_logs
 

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from .common import LazyChoices, UsageError, require_numpy
+from .common import LazyChoices, UsageError, refuse_overwriting_inputs, require_numpy
 
 TYPE_CHECKING = False  # typing costs an import that every liteprof command would pay
 if TYPE_CHECKING:
@@ -191,5 +191,6 @@ class _output:
 
 def main(args: argparse.Namespace) -> int:
     check(args)
+    refuse_overwriting_inputs(args.paths, args.output)
     export(list(args.paths), args)
     return 0

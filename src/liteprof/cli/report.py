@@ -7,7 +7,13 @@ import gc
 import os
 from collections.abc import Iterable, Sequence
 
-from .common import FormatChoices, UsageError, emit_rendered, require_numpy
+from .common import (
+    FormatChoices,
+    UsageError,
+    emit_rendered,
+    refuse_overwriting_inputs,
+    require_numpy,
+)
 
 TYPE_CHECKING = False  # typing costs an import that every liteprof run would pay
 if TYPE_CHECKING:
@@ -120,6 +126,7 @@ def report(
     ``tree``: the call tree instead of the scope tables (an HTML page has both)."""
     check_output(fmt, out, html)
     require_numpy()
+    refuse_overwriting_inputs(paths, out, html)
     from ..analysis.report import build_report
     from ..log.reader import read_logs
 
