@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._version import __version__
@@ -49,6 +48,10 @@ def plotly_js() -> str:
 
 
 def _static(name: str) -> str:
+    # Imported here: importlib.resources pulls in pathlib, urllib and more, which every
+    # report (any format) would pay at start-up.
+    from importlib import resources
+
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
 
 
