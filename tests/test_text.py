@@ -319,3 +319,20 @@ def test_chunks_the_c_loop_takes_read_as_numpy_reads_them(
         assert ev.names == by_numpy.names  # interned in the same (file) order
         assert ev.name.tolist() == by_numpy.name.tolist()
         assert ev.dur.tolist() == by_numpy.dur.tolist()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"|7\nA|1\nBB|22\n",  # lines shorter than a word at the start of the buffer
+        b"7|1\n",
+        b"A|" + b"1" * 17 + b"\nA|" + b"2" * 18 + b"\nA|" + b"3" * 9 + b"\nA|" + b"4" * 16,
+        b"A|99999999\nA|0\nA|00000000000000001\n\nB|12345678901234\n",
+        b"".join(b"N%d|%d\n" % (i % 5, 10**i) for i in range(18)),
+    ],
+)
+def test_short_lines_and_long_values(tmp_path: Any, data: bytes) -> None:
+    path = _write(tmp_path, data)
+    ev = read_logs([path])
+    assert _totals(ev) == _vllm_totals(path)
+    assert ev.skipped == 0

@@ -84,6 +84,92 @@ get(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const cha
 
 /* Read the lines; returns the number read, -1 to give the chunk to numpy, -2 on
  * MemoryError. */
+/* Eight ASCII digits, the first in the low byte, as a number (simdjson's
+ * parse_eight_digits_unrolled). */
+static uint64_t
+eight_digits(uint64_t w)
+{
+    w -= 0x3030303030303030ULL;
+    w = (w * 10) + (w >> 8);
+    w = (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
+         (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
+    return w;
+}
+
+/* The 8 bytes ending at `e` with the `k` before the last `keep` made "0" digits. */
+static uint64_t
+digits_word(const unsigned char *e, Py_ssize_t keep)
+{
+    uint64_t w;
+    memcpy(&w, e - 8, 8);
+    if (keep < 8) {
+        uint64_t low = ~(uint64_t)0 >> (8 * keep); /* the bytes before the value */
+        w = (w & ~low) | (0x3030303030303030ULL & low);
+    }
+    return w;
+}
+
+/* Of the 8 bytes of `w`, how many at its top (the last bytes in memory) are ASCII
+ * digits. A byte of 0xFA or more carries into the byte after it, which may then count as
+ * no digit: fewer digits, never more, so such a line is merely handed to numpy. */
+static Py_ssize_t
+top_digits(uint64_t w)
+{
+    uint64_t f = ((w & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL) |
+                 (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^
+                  0x3030303030303030ULL);
+    if (f == 0)
+        return 8;
+#if defined(__GNUC__) || defined(__clang__)
+    return (Py_ssize_t)(__builtin_clzll(f) >> 3);
+#else
+    Py_ssize_t n = 0;
+    while (!(f & 0xF000000000000000ULL)) {
+        f <<= 8;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* How many ASCII digits end the line [p, e): eight bytes at a time where they are in
+ * the buffer, else byte by byte. */
+static Py_ssize_t
+count_digits(const unsigned char *data, const unsigned char *p, const unsigned char *e)
+{
+    Py_ssize_t n = 0;
+    while (e - n - data >= 8) {
+        uint64_t w;
+        memcpy(&w, e - n - 8, 8);
+        Py_ssize_t k = top_digits(w);
+        n += k;
+        if (k < 8 || n > MAX_DIGITS)
+            break;
+    }
+    if (e - n - data < 8) { /* the buffer's first bytes: one at a time */
+        while (e - n > data && (unsigned)(e[-n - 1] - '0') < 10u)
+            n++;
+    }
+    return n > e - p ? e - p : n;
+}
+
+/* The value of the `digits` (1 to 18) ASCII digits [q, e): whole words where the bytes
+ * before them are in the buffer (they are read and masked off), else digit by digit. */
+static int64_t
+value(const unsigned char *data, const unsigned char *q, const unsigned char *e,
+      Py_ssize_t digits)
+{
+    if (digits <= 8 && e - data >= 8)
+        return (int64_t)eight_digits(digits_word(e, digits));
+    if (digits <= 16 && e - data >= 16)
+        return (int64_t)(eight_digits(digits_word(e - 8, digits - 8)) * 100000000ULL +
+                         eight_digits(digits_word(e, 8)));
+    int64_t v = 0;
+    for (const unsigned char *r = q; r < e; r++)
+        v = v * 10 + (int64_t)(*r - '0');
+    return v;
+}
+
 static Py_ssize_t
 read_lines(const unsigned char *data, Py_ssize_t n, const unsigned char *limit, int32_t *ids,
            int64_t *values, Py_ssize_t room, Slot **slots_out, Py_ssize_t *cap_out,
@@ -105,15 +191,11 @@ read_lines(const unsigned char *data, Py_ssize_t n, const unsigned char *limit, 
             p = e + 1;
             continue;
         }
-        const unsigned char *q = e;
-        while (q > p && (unsigned)(q[-1] - '0') < 10u)
-            q--;
-        Py_ssize_t digits = e - q;
+        Py_ssize_t digits = count_digits(data, p, e);
+        const unsigned char *q = e - digits;
         if (digits == 0 || digits > MAX_DIGITS || q == p || q[-1] != '|' || k >= room)
             return -1;
-        int64_t v = 0;
-        for (const unsigned char *r = q; r < e; r++)
-            v = v * 10 + (int64_t)(*r - '0');
+        int64_t v = value(data, q, e, digits);
         const unsigned char *name = p;
         Py_ssize_t len = (q - 1) - p;
         uint64_t first, last;
