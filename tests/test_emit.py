@@ -54,8 +54,19 @@ def test_without_any_logging_configured_the_report_goes_to_stderr(logdir: str) -
         "logging.getLogger('liteprof').addHandler(h); "
         "logging.getLogger('liteprof').propagate = False",
         "logging.disable(logging.INFO)",
+        # Handlers at INFO whose filters drop the record: nothing would show it either.
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "logging.getLogger().handlers[0].addFilter(lambda record: False)",
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "logging.getLogger('liteprof').addFilter(lambda record: False)",
     ],
-    ids=["root-at-warning", "handler-at-error", "logging-disabled"],
+    ids=[
+        "root-at-warning",
+        "handler-at-error",
+        "logging-disabled",
+        "handler-filter-drops-it",
+        "logger-filter-drops-it",
+    ],
 )
 def test_where_no_handler_would_show_it_stderr_does(logdir: str, setup: str) -> None:
     out, err = emit(logdir, setup=setup)

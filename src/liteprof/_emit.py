@@ -17,24 +17,29 @@ from .record.api import enabled
 INFO = 20  # logging.INFO, without importing logging to know it
 
 
-def would_show(logger: object, level: int = INFO) -> bool:
-    """Whether a record of ``level`` on ``logger`` reaches a handler that lets it through.
+def would_show(logger: object, level: int = INFO, text: str = "") -> bool:
+    """Whether a record of ``level`` (message ``text``) on ``logger`` reaches a handler
+    that lets it through.
 
     Walks the logger and its parents as ``Logger.callHandlers`` does (stopping where
-    ``propagate`` is off), honouring the loggers' and handlers' levels; with no handler on
-    the way, ``logging.lastResort`` decides (it shows warnings only, by default).
+    ``propagate`` is off), honouring the loggers' and handlers' levels and filters (the
+    logger's own filters, as ``Logger.handle`` applies them); with no handler on the way,
+    ``logging.lastResort`` decides (it shows warnings only, by default).
     """
     import logging
 
     assert isinstance(logger, logging.Logger)
     if logger.disabled or not logger.isEnabledFor(level):
         return False
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (text,), None)
+    if not logger.filter(record):
+        return False
     found = False
     node: logging.Logger | None = logger
     while node is not None:
         for handler in node.handlers:
             found = True
-            if level >= handler.level:
+            if level >= handler.level and handler.filter(record):
                 return True
         if not node.propagate:
             break
@@ -51,7 +56,7 @@ def show(text: str, logger_name: str = session.LOGGER_NAME) -> None:
     import logging
 
     logger = logging.getLogger(logger_name)
-    if would_show(logger):
+    if would_show(logger, INFO, text):
         logger.info("%s", text)
         return
     stream = sys.stderr
