@@ -6,11 +6,12 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 
-from .helpers import cli, log_files, report_json, run_python, scopes_by_name
+from .helpers import child_env, cli, log_files, report_json, run_python, scopes_by_name
 
 ENGINE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "engine.py")
 
@@ -343,3 +344,26 @@ def test_an_output_that_is_an_input_log_is_refused_and_the_log_kept(
         for path, data in kept.items():
             with open(path, "rb") as fh:
                 assert fh.read() == data, (args, path)
+
+
+def test_output_dash_is_stdout_as_for_export(recorded: str, tmp_path: os.PathLike[str]) -> None:
+    cwd = os.fspath(tmp_path)
+    for args, start in (
+        (["report", recorded, "--format", "json", "-o", "-"], "{"),
+        (["report", recorded, "--format", "html", "-o", "-"], "<!DOCTYPE html>"),
+        (["diff", recorded, recorded, "--format", "json", "-o", "-"], "{"),
+        (["export", recorded, "--format", "folded", "-o", "-"], "Step:"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "liteprof", *args],
+            cwd=cwd,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stdout.lstrip().startswith(start), (args, proc.stdout[:80])
+        assert not os.path.exists(os.path.join(cwd, "-")), args  # no file named "-"
+    data = json.loads(cli("report", recorded, "--format", "json", "-o", "-").stdout)
+    assert data == report_json(recorded)

@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", metavar="NEW")
     parser.add_argument("--format", choices=formats("diff"), default="table")
     parser.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of stdout (html: needed)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of stdout ('-': stdout; html: needed)",
     )
     parser.add_argument(
         "--threshold",

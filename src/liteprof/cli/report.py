@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from .common import (
     FormatChoices,
     UsageError,
+    emit_chunks,
     emit_rendered,
     refuse_overwriting_inputs,
     require_numpy,
@@ -42,7 +43,10 @@ def add_format_arguments(parser: argparse.ArgumentParser) -> None:
         help="one row per scope and process, or per scope and thread",
     )
     parser.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of stdout (html: needed)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead of stdout ('-': stdout; html: needed)",
     )
 
 
@@ -103,7 +107,13 @@ def output(data: Result, fmt: str, kind: str, path: str | None, **events: Any) -
         from ..renderers.html import render_html
 
         assert path is not None  # check_output made sure
-        write_file(path, [render_html(data, "diff" if kind == "diff" else "report", **events)], fmt)
+        page = render_html(data, "diff" if kind == "diff" else "report", **events)
+        if path == "-":  # as for export: stdout (`-o - | ssh host 'cat > page.html'`)
+            emit_chunks([page], encoding="utf-8")
+        else:
+            write_file(path, [page], fmt)
+    elif path == "-":
+        emit_rendered(data, fmt, kind)
     elif path:
         try:
             chosen = renderer(fmt, kind)
