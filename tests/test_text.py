@@ -90,6 +90,9 @@ AGREED = [
     "",
     "    ",
     "\t \x0b\x0c",
+    "\u3000",  # blank to str.strip too: ignored, not skipped
+    " \xa0\u2003\x85 ",
+    "\u3000x",  # ...unlike a line with something else
     "|31",  # an empty name
     "no separator here",
     "Step:Model|",

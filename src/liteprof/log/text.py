@@ -58,6 +58,13 @@ _NL, _CR, _PIPE = 0x0A, 0x0D, 0x7C
 # What Python's str.strip() removes that is ASCII (besides the line ends).
 _WS = np.zeros(256, np.bool_)
 _WS[[0x09, 0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+# The bytes of the UTF-8 of every whitespace character str.strip() removes, ASCII
+# included (not the line ends): a line of only these may be blank to vLLM.
+_WS_UTF8 = _WS.copy()
+for _c in range(0x80, 0x3001):
+    if chr(_c).isspace():
+        _WS_UTF8[list(chr(_c).encode("utf-8"))] = True
+del _c
 # Bytes no text log holds: control characters that are not whitespace (NUL apart).
 _CONTROL = np.zeros(256, np.bool_)
 _CONTROL[0x01:0x20] = True
@@ -235,7 +242,20 @@ def _parse_lines(
         nonblank = np.cumsum(~_WS[data], dtype=np.int32)  # NUL is not whitespace
         lo, hi = starts[no_pipe], ends[no_pipe]
         before = np.where(lo > 0, nonblank[np.maximum(lo - 1, 0)], 0)
-        blank = no_pipe[nonblank[hi - 1] == before]
+        is_blank = nonblank[hi - 1] == before
+        del nonblank
+        # Unicode whitespace ("\u3000", "\xa0") is whitespace to str.strip too: lines of
+        # nothing but bytes that such characters are made of, decoded one by one.
+        maybe = np.flatnonzero(~is_blank)
+        if maybe.size:
+            odd = np.cumsum(~_WS_UTF8[data], dtype=np.int32)
+            odd_before = np.where(lo[maybe] > 0, odd[np.maximum(lo[maybe] - 1, 0)], 0)
+            for i in maybe[odd[hi[maybe] - 1] == odd_before].tolist():
+                try:
+                    is_blank[i] = not raw[lo[i] : hi[i]].decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    pass
+        blank = no_pipe[is_blank]
         if blank.size:
             keep = np.ones(ends.shape[0], np.bool_)
             keep[blank] = False
