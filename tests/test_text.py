@@ -339,3 +339,23 @@ def test_short_lines_and_long_values(tmp_path: Any, data: bytes) -> None:
     ev = read_logs([path])
     assert _totals(ev) == _vllm_totals(path)
     assert ev.skipped == 0
+
+
+@pytest.mark.parametrize("garbage", ["random bytes", "an ELF header", "zeros then random"])
+def test_damage_after_a_good_first_line_is_never_a_refusal(tmp_path: Any, garbage: str) -> None:
+    rng = random.Random(3)
+    head = "".join(line + "\n" for line in _log_lines(rng, 200)).encode()
+    tail = "".join(line + "\n" for line in _log_lines(rng, 200)).encode()
+    noise = rng.randbytes(len(head) * 60)  # far more control bytes than good ones
+    if garbage == "an ELF header":
+        with open(sys.executable, "rb") as fh:
+            noise = fh.read(len(head) * 60)
+    elif garbage == "zeros then random":
+        noise = bytes(8192) + noise
+    path = _write(tmp_path, b"\n\n" + head + noise + b"\n" + tail)
+    ev = read_logs([path])
+    expected = _vllm_totals(_write(tmp_path, head + tail, "clean"))
+    assert {k: v for k, v in _totals(ev).items() if k in expected} == expected
+    assert ev.skipped > 0
+    report = check_reader_outcome(run_reader(path))
+    assert report is not None and report["skipped"] == ev.skipped

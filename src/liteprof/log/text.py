@@ -92,6 +92,10 @@ class _Parsed:
         self.good_bytes = 0
         self.clean_bad_lines = 0  # skipped lines without a NUL
         self.control_bytes = 0  # in chunks with skipped lines
+        # Whether the first line that is neither blank nor NUL damage is an event (None:
+        # no such line yet): a file that opens with one is a text log, damage after it
+        # or not.
+        self.opened_well: bool | None = None
         self.known = _Known()
         self.first_row = 0
         # For the C loop (``_ctext``): each name's bytes -> its index in ``b.names``.
@@ -103,11 +107,12 @@ class _Parsed:
 def read_text(path: str, b: Builder) -> None:
     """Append the events of the vLLM text log ``path`` to ``b``.
 
-    A file that is not a text log is a ``LogError``: one without a single event but with
-    lines that are not NUL damage (any text file that is not a log), or one with more
-    control characters than bytes of good lines (a binary file, whatever lines it happens
-    to hold). A text log with damage (a crash's zero-filled tail, NUL runs, torn lines,
-    lines that do not parse) is read, the damage counted in ``skipped``.
+    A file whose first line (blank lines and NUL damage aside) is an event is a text log:
+    its damage anywhere after that (a crash's zero-filled tail, NUL runs, torn lines,
+    garbage, lines that do not parse) is skipped and counted in ``skipped``, never a
+    refusal. Any other file is a ``LogError`` if it has no event but lines that are not
+    NUL damage (any text file that is not a log), or more control characters than bytes
+    of good lines (a binary file, whatever lines it happens to hold).
     """
     try:
         size = os.path.getsize(path)
@@ -119,7 +124,9 @@ def read_text(path: str, b: Builder) -> None:
         raise LogError(f"cannot read {path}: {exc.strerror}") from None
     for key, const in _TEXT_CONSTANTS:
         b.put(key, parsed.first_row, b.n, const)
-    if parsed.control_bytes > parsed.good_bytes or (parsed.records == 0 and parsed.clean_bad_lines):
+    if not parsed.opened_well and (
+        parsed.control_bytes > parsed.good_bytes or (parsed.records == 0 and parsed.clean_bad_lines)
+    ):
         raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
     b.text = True
     b.skipped += parsed.skipped
@@ -163,6 +170,8 @@ def _parse(fh: Any, size: int, b: Builder) -> _Parsed:
             out.control_bytes += int(np.count_nonzero(_CONTROL[buf[cut:end]]))
             if raw.find(b"\0", cut, end) < 0:
                 out.clean_bad_lines += 1
+                if out.opened_well is None:
+                    out.opened_well = False
             skipping, carry = True, 0
             continue
         raw[:rest] = raw[cut:end]  # the unfinished line moves to the front
@@ -287,8 +296,15 @@ def _parse_lines(
     if n_taken != length.size:
         skipped = np.ones(length.size, np.bool_)
         skipped[taken] = False
-        out.clean_bad_lines += int(np.count_nonzero(skipped & ~nul_line))
+        clean_bad = skipped & ~nul_line
+        out.clean_bad_lines += int(np.count_nonzero(clean_bad))
         out.control_bytes += int(np.count_nonzero(_CONTROL[data]))
+        if out.opened_well is None and (n_taken or clean_bad.any()):
+            # Which comes first: an event or a line that is neither one nor NUL damage.
+            first_bad = int(np.argmax(clean_bad)) if clean_bad.any() else length.size
+            out.opened_well = bool(n_taken) and int(taken[0]) < first_bad
+    elif n_taken and out.opened_well is None:
+        out.opened_well = True
 
     _append(b, ids, value, first_row, size, total)
 
@@ -342,6 +358,8 @@ def _parse_lines_c(
     ids = np.array(gids, np.int32)[out.ids[:count]] if count else out.ids[:0]
     out.good_bytes += line_bytes
     out.records += count
+    if count and out.opened_well is None:
+        out.opened_well = True
     _append(b, ids, out.values[:count], first_row, size, total)
     return True
 
