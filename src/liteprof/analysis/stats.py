@@ -29,6 +29,8 @@ MAX_TEST_EVENTS = 200_000
 # (``_cread.select``, O(n)) rather than from one sort of every event (O(n log n)); with
 # smaller groups the sort costs little and the per-group work would dominate.
 _SELECT_MIN_MEAN = 16
+# Up to this many keys (``_cread.select_few``'s limit), a radix selection.
+_RADIX_KEYS = 16
 
 # exp() overflows a float above ~709.78; a bound this far out means "unbounded" and must
 # stay a finite number, as JSON has no infinity.
@@ -278,9 +280,24 @@ def _select_stats(
     ranks[:, 3] = percentile_ranks(counts, 99)
     ranks[:, 4] = counts - 1
     out = np.empty_like(ranks)
+    counts_all = counts_all.astype(np.int64, copy=False)
+    if counts_all.size <= _RADIX_KEYS and dur.size < 1 << 32:
+        # A few keys: radix selection, a few read-only passes and no copy of the values.
+        _cread.select_few(key, dur, counts_all, ranks, out)
+        return out
     scratch = np.empty(dur.size, dtype=np.int64)  # numpy's huge pages: few page faults
-    _cread.select(key, dur, counts_all.astype(np.int64, copy=False), ranks, out, scratch)
+    _cread.select(key, dur, counts_all, ranks, out, scratch)
     return out
+
+
+def _counts(key: np.ndarray, n_keys: int) -> np.ndarray:
+    """Events per key in ``[0, n_keys)``: ``np.bincount``, in C where it is built (which
+    spares numpy's 64-bit copy of 32-bit keys)."""
+    if _cread is not None and key.dtype in (np.int32, np.int64) and key.flags.c_contiguous:
+        out = np.empty(n_keys, dtype=np.int64)
+        _cread.count(key, out)
+        return out
+    return np.bincount(key, minlength=n_keys)
 
 
 def grouped(
@@ -298,7 +315,7 @@ def grouped(
         # rather than allocate a counter for every possible one.
         occurring, key = np.unique(key, return_inverse=True)
         n_keys = int(occurring.size)
-    counts_all = np.bincount(key, minlength=n_keys)
+    counts_all = _counts(key, n_keys)
     present = np.flatnonzero(counts_all)
     counts = counts_all[present]
     picked: np.ndarray | None = None
