@@ -290,7 +290,7 @@ def _select_stats(
     return out
 
 
-def _counts(key: np.ndarray, n_keys: int) -> np.ndarray:
+def counts_by_key(key: np.ndarray, n_keys: int) -> np.ndarray:
     """Events per key in ``[0, n_keys)``: ``np.bincount``, in C where it is built (which
     spares numpy's 64-bit copy of 32-bit keys)."""
     if _cread is not None and key.dtype in (np.int32, np.int64) and key.flags.c_contiguous:
@@ -315,7 +315,7 @@ def grouped(
         # rather than allocate a counter for every possible one.
         occurring, key = np.unique(key, return_inverse=True)
         n_keys = int(occurring.size)
-    counts_all = _counts(key, n_keys)
+    counts_all = counts_by_key(key, n_keys)
     present = np.flatnonzero(counts_all)
     counts = counts_all[present]
     picked: np.ndarray | None = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..log.events import Events
+from .stats import counts_by_key
 
 _FEW_LEVELS = 16  # up to this depth, a mask per level; deeper, one sort by depth
 
@@ -44,10 +45,15 @@ def _number_pairs(key: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values of ``key`` (in ``[0, span)``), ascending, and each key's number
     among them."""
     if span <= 4 * key.size + 65536:
-        seen = np.zeros(span, dtype=bool)
-        seen[key] = True
-        distinct = np.flatnonzero(seen)
-        del seen
+        if span <= key.size:
+            # Counts (8 bytes a key, less than the 64-bit copy of 32-bit keys that a mask
+            # set by fancy indexing makes first)
+            distinct = np.flatnonzero(counts_by_key(key, span))
+        else:
+            seen = np.zeros(span, dtype=bool)
+            seen[key] = True
+            distinct = np.flatnonzero(seen)
+            del seen
         if distinct.size == span:  # every key occurs: each is its own number
             return distinct, key
         lut = np.empty(span, dtype=key.dtype)

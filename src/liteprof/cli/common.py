@@ -216,9 +216,25 @@ def refuse_overwriting_inputs(paths: Iterable[str], *outputs: str | None) -> Non
 
 
 def require_numpy() -> None:
+    """Import numpy, or say how to install it.
+
+    Reading logs never multiplies matrices, yet numpy's OpenBLAS starts a thread per core
+    at import, which keeps the cores busy for a while: on a small machine the reader pays
+    for it. Unless the user chose a number, one thread is asked for while numpy loads
+    (OpenBLAS reads it only then); the variable is gone again afterwards, so no process
+    started later inherits it.
+    """
+    if "numpy" in sys.modules:
+        return
+    quiet = "OPENBLAS_NUM_THREADS" not in os.environ
+    if quiet:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
         import numpy  # noqa: F401
     except ImportError:
         raise UsageError(
             "reading logs needs numpy: pip install numpy (or liteprof[report])"
         ) from None
+    finally:
+        if quiet:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)

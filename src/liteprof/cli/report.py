@@ -135,16 +135,17 @@ def report(
     """Report ``paths`` in ``fmt`` (to ``out`` if given); ``html``: also write the page;
     ``tree``: the call tree instead of the scope tables (an HTML page has both)."""
     check_output(fmt, out, html)
-    require_numpy()
-    refuse_overwriting_inputs(paths, out, html)
-    from ..analysis.report import build_report
-    from ..log.reader import read_logs
-
     # Rendering makes a few small containers per row and no reference cycles: with the
-    # collector on, its passes over them cost a third more time on a million rows.
+    # collector on, its passes over them cost a third more time on a million rows. Off
+    # before the imports too, whose many new objects would set it off again and again.
     collecting = gc.isenabled()
     gc.disable()
     try:
+        require_numpy()
+        refuse_overwriting_inputs(paths, out, html)
+        from ..analysis.report import build_report
+        from ..log.reader import read_logs
+
         events = read_logs(list(paths))
         data = build_report(events, by=by)
         # The report keeps columns of its own; only an HTML page still needs the events.

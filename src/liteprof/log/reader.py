@@ -286,8 +286,6 @@ def read_logs(paths: list[str]) -> Events:
 
     The same file named twice (a directory and a file in it, a hard link) is read once.
     """
-    from .text import read_text
-
     builder = Builder()
     builder.sources = [os.fspath(p) for p in paths]
     seen: set[tuple[int, int]] = set()
@@ -304,6 +302,8 @@ def read_logs(paths: list[str]) -> Events:
     builder.reserve(sum(b.blocks.capacity for _, b in plan if b is not None))
     for path, binary in plan:
         if binary is None:
+            from .text import read_text  # only now: most reports read no text log
+
             read_text(path, builder)
             continue
         try:
@@ -710,8 +710,13 @@ def _map_names(b: Builder, r0: int, r1: int, names: Metadata | dict[int, str]) -
     if top < 4 * idents.size + 1024:
         lut = np.full(top + 2, -1, dtype=np.int32)
         lut[idents] = gids  # in file order: a repeated id keeps its last entry
+        # The usual first file: ids 0, 1, 2, ... that are the names' indices already. Rows
+        # whose ids are all defined keep them as they are (one pass to check the largest).
+        same = bool(np.array_equal(lut[: top + 1], np.arange(top + 1, dtype=np.int32)))
         for lo in range(r0, r1, _MAP_ROWS):
             part = col[lo : min(lo + _MAP_ROWS, r1)]
+            if same and int(part.view(np.uint32).max()) <= top:
+                continue
             ids = part.view(np.uint32).astype(np.intp)
             np.take(lut, ids, out=part, mode="clip")  # ids past the table: its last, -1
             bad += int(np.count_nonzero(part < 0))
