@@ -39,7 +39,10 @@ def summarize(paths: list[str]) -> dict[str, dict[str, int]]:
     dur = np.concatenate(durs)
     order = np.argsort(name, kind="stable")
     name, dur = name[order], dur[order]
-    ids, starts, counts = np.unique(name, return_index=True, return_counts=True)
+    # name is sorted now: its runs are the groups (np.unique would sort it all again)
+    starts = np.flatnonzero(np.r_[True, name[1:] != name[:-1]])
+    ids = name[starts]
+    counts = np.diff(np.r_[starts, name.size])
     sums = np.add.reduceat(dur, starts)
     out = {}
     for ident, a, n, total in zip(ids.tolist(), starts.tolist(), counts.tolist(), sums.tolist()):

@@ -7,11 +7,12 @@ the order the scopes closed (so children come before their parent).
 
 Layout, for speed and memory: every column is a read-only numpy array of the dtype in
 ``COLUMNS``. A column that holds one value for every event (``proc`` when one file was
-read, ``lane`` without asyncio tasks or greenlets, ``parent`` without nesting, everything
-but ``name``, ``dur`` and ``self_ns`` for vLLM text logs) is a zero-stride view
-(``numpy.broadcast_to``) that costs no memory; the others are views of the reader's
-preallocated columns. Index, mask, compare and reduce them freely; to modify one, copy
-it first (``np.array(ev.proc)``).
+read, ``lane`` without asyncio tasks or greenlets, ``parent`` and ``depth`` without
+nesting, ``error`` without errors, everything but ``name``, ``dur`` and ``self_ns`` for
+vLLM text logs) is a zero-stride view (``numpy.broadcast_to``) that costs no memory, and
+``self_ns`` is ``dur`` itself where no event has a child (a flat profile, a text log);
+the others are views of the reader's preallocated columns. Index, mask, compare and
+reduce them freely; to modify one, copy it first (``np.array(ev.proc)``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -396,6 +396,10 @@ class _FileRows:
     """The lane in force at the end of the last chunk read (dense number)."""
     scratch: np.ndarray | None = None
     """Room for a chunk's raw lane ids (the C loop's)."""
+    rest: dict[str, np.ndarray] = field(default_factory=dict)
+    """A chunk's ``self_ns``, ``depth`` and ``error`` before they go to the columns: only
+    where they vary (a flat profile has no nesting, no errors and self time equal to its
+    durations: three columns that are then never allocated, written or faulted in)."""
 
 
 def _read_binary(fh: BinaryIO, log: _Binary, b: Builder) -> None:
@@ -482,7 +486,7 @@ def _read_events(
     buf = np.empty(min(_CHUNK_SLOTS, max(blocks.capacity, 1)), SLOT_DTYPE)
     out = _FileRows(first_row=b.n, pieces=[])
     lane_index: dict[int, int] = {}
-    cols = {key: b.column(key) for key in ("start", "dur", "self_ns", "name", "depth", "error")}
+    cols = {key: b.column(key) for key in ("start", "dur", "name")}
     # A thread's events in the order they closed: its blocks in the order it filled them
     # (by sequence number), each read front to back. In a bounded log, blocks its summary
     # holds are skipped, and one recycled while it was read is dropped (bounded.py).
@@ -545,7 +549,8 @@ def _cut_chunk(
         sel = np.flatnonzero(is_event)
     del kind, is_event
     lo, hi = b.n, b.n + n_events
-    start, dur, self_ns = cols["start"][lo:hi], cols["dur"][lo:hi], cols["self_ns"][lo:hi]
+    rest = _rest(out, v.shape[0])
+    start, dur, self_ns = cols["start"][lo:hi], cols["dur"][lo:hi], rest["self_ns"][:n_events]
     if sel is None:
         start[...] = v["start"]
         dur[...] = v["dur"]
@@ -572,17 +577,19 @@ def _cut_chunk(
         b.skipped += n_events - n_ok
         if n_ok == 0:
             return 0
-        for key in ("start", "dur", "self_ns", "name"):
+        for key in ("start", "dur", "name"):
             col = cols[key]
             col[lo : lo + n_ok] = col[lo:hi][keep]
+        self_ns[:n_ok] = self_ns[keep]
         fl = fl[keep]
         if np.ndim(lanes):
             lanes = lanes[keep]
         n_events, hi = n_ok, lo + n_ok
         start, dur, self_ns = start[:n_ok], dur[:n_ok], self_ns[:n_ok]
     np.subtract(dur, self_ns, out=self_ns)
-    np.right_shift(fl, F.DEPTH_SHIFT, out=cols["depth"][lo:hi], casting="unsafe")
-    np.not_equal(fl & F.FLAG_ERROR, 0, out=cols["error"][lo:hi])
+    np.right_shift(fl, F.DEPTH_SHIFT, out=rest["depth"][:n_events], casting="unsafe")
+    np.not_equal(fl & F.FLAG_ERROR, 0, out=rest["error"][:n_events])
+    _put_rest(b, lo, n_events, rest)
     if out.lanes:
         b.put("lane", lo, hi, lanes)
     # The latest end, without int64 overflow: forged durations near 2**63 must not wrap.
@@ -616,6 +623,7 @@ def _cut_chunk_c(
     if out.scratch is None or out.scratch.shape[0] < count:
         out.scratch = np.empty(max(count, 1024), np.uint64)
     hi = lo + count
+    rest = _rest(out, count)
     raw_now = 0
     if out.lane_now:
         raw_now = next(raw for raw, dense in lane_index.items() if dense == out.lane_now)
@@ -623,15 +631,16 @@ def _cut_chunk_c(
         v,
         cols["start"][lo:hi],
         cols["dur"][lo:hi],
-        cols["self_ns"][lo:hi],
+        rest["self_ns"],
         cols["name"][lo:hi],
-        cols["depth"][lo:hi],
-        cols["error"][lo:hi],
+        rest["depth"],
+        rest["error"],
         out.scratch,
         raw_now,
         anchor,
     )
     b.skipped += reserved + damaged
+    _put_rest(b, lo, k, rest)
     if lanes_seen or out.lanes:
         if not out.lanes:
             # The first lane slot of this file: its rows so far were all in lane 0.
@@ -649,6 +658,31 @@ def _cut_chunk_c(
         out.lo = first if out.lo is None else min(out.lo, first)
         out.hi = last if out.hi is None else max(out.hi, last)
     return int(k)
+
+
+def _rest(out: _FileRows, count: int) -> dict[str, np.ndarray]:
+    """``out.rest``, with room for ``count`` rows (made once per file, then reused)."""
+    if not out.rest or out.rest["depth"].shape[0] < count:
+        out.rest = {
+            key: np.empty(max(count, 1024), _DTYPES[key]) for key in ("self_ns", "depth", "error")
+        }
+    return out.rest
+
+
+def _put_rest(b: Builder, lo: int, k: int, rest: dict[str, np.ndarray]) -> None:
+    """Rows ``[lo, lo + k)`` of ``self_ns``, ``depth`` and ``error`` from a chunk's
+    ``rest``: a value the rows share stays a constant (no column) while it can."""
+    if k == 0:
+        return
+    hi = lo + k
+    self_ns = rest["self_ns"][:k]
+    if np.array_equal(self_ns, b.column("dur")[lo:hi]):
+        b.put_self_equal_dur(lo, hi)
+    else:
+        b.column("self_ns")[lo:hi] = self_ns
+    for key in ("depth", "error"):
+        part = rest[key][:k]
+        b.put(key, lo, hi, part if part.any() else part.dtype.type(0))
 
 
 def _lanes(
@@ -782,9 +816,12 @@ def link_parents(b: Builder, r0: int, r1: int) -> None:
     was lost, must not adopt its children's later cousins). Rows with no parent get -1.
     Vectorised per nesting level; no loop per event.
     """
-    depth = b.column("depth")[r0:r1]
     n = r1 - r0
-    top = int(depth.max()) if n else 0
+    if b.cols["depth"] is None:  # one depth for every row so far: 0, nothing nests
+        top = 0
+    else:
+        depth = b.column("depth")[r0:r1]
+        top = int(depth.max()) if n else 0
     if top == 0:
         b.put("parent", r0, r1, -1)
         return
