@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -367,3 +368,51 @@ def test_output_dash_is_stdout_as_for_export(recorded: str, tmp_path: os.PathLik
         assert not os.path.exists(os.path.join(cwd, "-")), args  # no file named "-"
     data = json.loads(cli("report", recorded, "--format", "json", "-o", "-").stdout)
     assert data == report_json(recorded)
+
+
+def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
+    # The JSON writer joins a block of rows from column texts and folds what every row
+    # of a block shares (one value, paths of one name) into the literals: each row line
+    # must still be exactly json.dumps of that row, whatever mix a block holds.
+    from liteprof.analysis import types as T
+    from liteprof.renderers.json import json_chunks
+
+    n = 3 * T.BLOCK + 5  # several blocks, the last one short
+    names = [f'g{i % 3}:n"{i}' if i % 7 else f"n{i}\n" for i in range(n)]
+    constant = [5] * n
+
+    def columns(a: int, b: int) -> list[list[Any]]:
+        idx = range(a, b)
+        lone = a >= T.BLOCK  # from the second block on, every path is one name
+        return [
+            [[names[i]] if lone or i % 2 else [names[i - 1], names[i]] for i in idx],
+            names[a:b],
+            constant[a:b],
+            [0 if i < 2 * T.BLOCK else i for i in idx],
+            [None if i < T.BLOCK else "x" if i % 2 else None for i in idx],
+            [None] * (b - a),
+            [-0.0 if i % 2 else 0.0 for i in idx],
+            [1.5] * (b - a),
+            [True] * (b - a),
+            [{"pid": i, "rank": None} for i in idx],
+            [i / 3 if i % 5 else None for i in idx],
+            constant[a:b],
+        ]
+
+    fields = ["path", "name", "depth", "count", "parent", "gone", "zero", "half", "flag"]
+    fields += ["slowest", "spread", "again"]
+    kinds = [T.PATH, T.STR, T.INT, T.INT, T.OPT_STR, T.OPT_INT, T.FLOAT, T.FLOAT, T.INT]
+    kinds += [T.ANY, T.OPT_FLOAT, T.INT]
+    rows: T.Rows[Any] = T.Rows(fields, kinds, n, columns)
+    same: T.Rows[Any] = T.Rows(
+        ["name", "depth"], [T.STR, T.INT], 3, lambda a, b: [["a"] * (b - a), [0] * (b - a)]
+    )
+    text = "".join(json_chunks({"rows": rows, "same": same, "empty": T.Rows.empty(["a"], [T.INT])}))
+    assert json.loads(text) == T.plain({"rows": rows, "same": same, "empty": []})
+    lines = text.splitlines()
+    start = lines.index('  "rows": [') + 1
+    written = [line.rstrip(",") for line in lines[start : start + n]]
+    expected = ["    " + json.dumps(r, ensure_ascii=False) for r in T.plain(rows)]
+    expected = [e.replace('"flag": true', '"flag": 1') for e in expected]  # an int field
+    assert written == expected
+    assert lines[start + n] == "  ],"
