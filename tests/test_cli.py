@@ -380,6 +380,10 @@ def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
     n = 3 * T.BLOCK + 5  # several blocks, the last one short
     names = [f'g{i % 3}:n"{i}' if i % 7 else f"n{i}\n" for i in range(n)]
     constant = [5] * n
+    # Floats equal to ints: positive, then a zero (-0.0 must stay -0.0), then beyond 2**53.
+    total = [i + 1 for i in range(n)]
+    total[T.BLOCK + 3] = 0
+    total[2 * T.BLOCK + 1] = 10**17  # a float of it is written 1e+17
 
     def columns(a: int, b: int) -> list[list[Any]]:
         idx = range(a, b)
@@ -397,12 +401,15 @@ def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
             [{"pid": i, "rank": None} for i in idx],
             [i / 3 if i % 5 else None for i in idx],
             constant[a:b],
+            total[a:b],
+            [float(t) if t else -0.0 for t in total[a:b]],  # whole: the ints and ".0"
+            [f"g{i % 3}" if i % 4 else None for i in idx],  # few texts: escaped once each
         ]
 
     fields = ["path", "name", "depth", "count", "parent", "gone", "zero", "half", "flag"]
-    fields += ["slowest", "spread", "again"]
+    fields += ["slowest", "spread", "again", "total", "mean", "group"]
     kinds = [T.PATH, T.STR, T.INT, T.INT, T.OPT_STR, T.OPT_INT, T.FLOAT, T.FLOAT, T.INT]
-    kinds += [T.ANY, T.OPT_FLOAT, T.INT]
+    kinds += [T.ANY, T.OPT_FLOAT, T.INT, T.INT, T.FLOAT, T.OPT_STR]
     rows: T.Rows[Any] = T.Rows(fields, kinds, n, columns)
     same: T.Rows[Any] = T.Rows(
         ["name", "depth"], [T.STR, T.INT], 3, lambda a, b: [["a"] * (b - a), [0] * (b - a)]

@@ -110,7 +110,23 @@ _FOLDABLE = frozenset({T.INT, T.OPT_INT, T.STR, T.OPT_STR})
 
 
 def _convert(kind: str, column: list[Any]) -> list[str]:
-    return _ints(column) if kind == T.INT else _CONVERT[kind](column)
+    if kind == T.INT:
+        return _ints(column)
+    if kind in (T.STR, T.OPT_STR) and len(column) >= 256 and len(set(column[:64])) <= 16:
+        # Few distinct texts (a group, a parent): each escaped once.
+        memo = {v: "null" if v is None else encode_basestring(v) for v in dict.fromkeys(column)}
+        return list(map(memo.__getitem__, column))
+    return _CONVERT[kind](column)
+
+
+def _whole(column: list[Any], block: list[list[Any]], kinds: Sequence[str]) -> list[Any] | None:
+    """An int column of ``block`` equal to the float ``column``, where each float is then
+    written as that int and ``.0`` (positive and below 2**53: exact, no exponent, no
+    ``-0.0``); ``None`` if there is none. A mean of one event per row is its total."""
+    for kind, other in zip(kinds, block):
+        if kind == T.INT and other == column and min(other) > 0 and max(other) < 1 << 53:
+            return other
+    return None
 
 
 def _row_blocks(rows: T.Rows[Any], indent: str) -> Iterator[str]:
@@ -120,7 +136,8 @@ def _row_blocks(rows: T.Rows[Any], indent: str) -> Iterator[str]:
     and the literal text between the values: several times faster than a ``%``-format
     per row, which parses its template again for every row. What every row of a block
     shares is written into the literals: a column of one value (each event counted
-    once, no errors), and the brackets of paths of one name each.
+    once, no errors), the brackets of paths of one name each, the ``.0`` of floats that
+    are whole numbers of an int column (means of one event).
     """
     if T.ROWS in rows.kinds:  # rows holding tables: each through the general writer
         for row in rows:
@@ -145,13 +162,18 @@ def _row_blocks(rows: T.Rows[Any], indent: str) -> Iterator[str]:
             if kind in _FOLDABLE and col[0] == col[-1] and col.count(col[0]) == n:
                 literal += _convert(kind, col[:1])[0]
                 continue
-            if kind == T.PATH and all(len(p) == 1 for p in col):
+            if kind == T.PATH and max(map(len, col)) == 1 == min(map(len, col)):
                 # Paths of one name each (roots): the name's text between brackets, made
                 # once where the name is also a column of its own (the node's name).
                 firsts = [p[0] for p in col]
                 same = [c for k, c in zip(rows.kinds, block) if k == T.STR and c == firsts]
                 segments.append((literal + "[", text_of(T.STR, same[0] if same else firsts)))
                 literal = "]"
+                continue
+            whole = _whole(col, block, rows.kinds) if kind == T.FLOAT else None
+            if whole is not None:
+                segments.append((literal, text_of(T.INT, whole)))
+                literal = ".0"
                 continue
             segments.append((literal, text_of(kind, col)))
             literal = ""
