@@ -437,6 +437,14 @@ def test_names_mix_packed_and_appended_names() -> None:
     assert names.take(np.array([70_001, 0, 69_999])) == ["later", "n0", "n69999"]
     assert names.take(np.array([1, 2])) == ["n1", "n2"] and names.take(np.array([], int)) == []
     assert names.count("n7") == 1 and names.index("late") == 70_000
+    # Equal names hash equal on the packed text; repeats are found from those hashes.
+    from liteprof.log.reader import _all_different
+
+    packed = Names.join([["", "ab", "ba", "", "abc", "ab"]])
+    h = packed.hashes()
+    assert h is not None and h[1] == h[5] and h[0] == h[3] and len(set(h.tolist())) == 4
+    assert not _all_different(packed) and _all_different(Names.join([["", "ab", "ba", "b"]]))
+    assert Names.join([["caf\u00e9"]]).hashes() is None and names.hashes() is None
     adopted = Names()
     adopted.extend(Names.join([["a", "bc"]]))
     assert adopted == ["a", "bc"] and adopted._more == []

@@ -143,6 +143,32 @@ class Names(Sequence[str]):
         ends = self._bounds[index + 1]
         return list(map(self._text.__getitem__, map(slice, starts.tolist(), ends.tolist())))
 
+    def hashes(self) -> np.ndarray | None:
+        """A 64-bit hash of each name, equal for equal names, computed on the packed text
+        without making a ``str`` per name; ``None`` unless every name is packed ASCII."""
+        if self._more or not self._text.isascii():  # isascii: O(1) on a str
+            return None
+        n, bounds = self._packed, self._bounds
+        data = np.frombuffer(self._text.encode("ascii"), np.uint8)
+        lengths = np.diff(bounds)
+        # Each byte times a fixed random word for its place in its name, summed per name.
+        weights = np.random.default_rng(0x6C70).integers(
+            1, 1 << 63, int(lengths.max()) if n else 0, dtype=np.uint64, endpoint=True
+        )
+        out = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        step = 1 << 14  # names at a time: the temporaries stay a few MiB
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            lo, hi = int(bounds[a]), int(bounds[b])
+            starts = bounds[a:b] - lo
+            length = lengths[a:b]
+            place = np.arange(hi - lo, dtype=np.int64) - np.repeat(starts, length)
+            terms = data[lo:hi].astype(np.uint64) * weights[place]
+            full = length > 0
+            if full.any():
+                out[a:b][full] += np.add.reduceat(terms, starts[full])
+        return out
+
     def __iter__(self) -> Iterator[str]:
         # Blocks of names chained in C: no generator step per name.
         p = self._packed

@@ -217,7 +217,9 @@ class Builder:
 def _all_different(texts: Sequence[str]) -> bool:
     """Whether no text repeats: by their hashes (8 bytes each, where a set would take 32),
     and by a set only if two hashes are equal."""
-    hashes = np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts))
+    hashes = texts.hashes() if isinstance(texts, Names) else None
+    if hashes is None:
+        hashes = np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts))
     hashes.sort()
     if not bool(np.any(hashes[1:] == hashes[:-1])):
         return True
