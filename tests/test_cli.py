@@ -423,3 +423,18 @@ def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
     expected = [e.replace('"flag": true', '"flag": 1') for e in expected]  # an int field
     assert written == expected
     assert lines[start + n] == "  ],"
+
+
+def test_reading_commands_import_numpy_with_one_blas_thread_and_leak_no_variable() -> None:
+    code = """
+        import json, os
+        from liteprof.cli.common import require_numpy
+        require_numpy()
+        tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else None
+        print(json.dumps([os.environ.get("OPENBLAS_NUM_THREADS"), tasks and len(tasks)]))
+    """
+    variable, threads = json.loads(run_python(code, OPENBLAS_NUM_THREADS=None).stdout)
+    assert variable is None  # put back: a program liteprof runs does not inherit it
+    assert threads in (None, 1)  # no BLAS worker threads next to the reading
+    # A value the user set is theirs: kept.
+    assert json.loads(run_python(code, OPENBLAS_NUM_THREADS="2").stdout)[0] == "2"
