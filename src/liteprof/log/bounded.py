@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from . import format as F
 from .events import DroppedRow
@@ -50,26 +50,35 @@ class Summary:
     """Name id -> (count, errors, total, self, min, max, *buckets)."""
 
 
-def parse_summary(raw: bytes) -> Summary | None:
-    """A summary from the bytes after its block header; ``None`` where it is empty, torn
-    (its checksum fails: being written, or cut) or not one this reader knows."""
-    head = F.SUMMARY_HEAD
-    if len(raw) < head.size + F.SUMMARY_TOTALS.size:
+def summary_size(head: bytes) -> int | None:
+    """Bytes a summary takes after its block header, from its first 32 bytes (its head);
+    ``None`` where they are not a summary's head (empty, or not one this reader knows).
+    Not checked: only the whole summary's checksum says it is not torn."""
+    if len(head) < F.SUMMARY_HEAD.size:
         return None
-    magic, crc, generation, nbuckets, nrecords, nhistory, _r = head.unpack_from(raw)
+    magic, _crc, generation, nbuckets, nrecords, nhistory, _r = F.SUMMARY_HEAD.unpack_from(head)
     if magic != F.SUMMARY_MAGIC or generation == 0 or nbuckets < 1:
         return None
-    words = F.RECORD_WORDS + nbuckets
-    rec_size = F.RECORD_HEAD.size + 8 * words
-    body_len = (
-        F.SUMMARY_TOTALS.size
+    rec_size = F.RECORD_HEAD.size + 8 * (F.RECORD_WORDS + nbuckets)
+    return (
+        F.SUMMARY_HEAD.size
+        + F.SUMMARY_TOTALS.size
         + 8 * (nbuckets - 1)
         + F.FOLD_STRUCT.size * nhistory
         + rec_size * nrecords
     )
-    end = head.size + body_len
-    if end > len(raw):
+
+
+def parse_summary(raw: bytes) -> Summary | None:
+    """A summary from the bytes after its block header; ``None`` where it is empty, torn
+    (its checksum fails: being written, or cut) or not one this reader knows."""
+    end = summary_size(raw)
+    if end is None or end > len(raw):
         return None
+    head = F.SUMMARY_HEAD
+    _magic, crc, generation, nbuckets, nrecords, nhistory, _r = head.unpack_from(raw)
+    words = F.RECORD_WORDS + nbuckets
+    rec_size = F.RECORD_HEAD.size + 8 * words
     if binascii.crc32(raw[8:end]) != crc:
         return None
     pos = head.size
@@ -118,10 +127,51 @@ def read_summary(fh: BinaryIO, blocks: BlockMap) -> Summary | None:
     """The summary that counts: of the log's summary blocks, the valid one with the
     highest generation (the writer writes the two in turn); ``None`` for a log that has
     dropped nothing. Read it before the events (rule 1 of the module's docstring)."""
-    best: Summary | None = None
-    for first, end in blocks.summaries:
+
+    def read(first: int, end: int) -> bytes:
         fh.seek(F.HEADER_SIZE + first * F.SLOT_SIZE)
-        summary = parse_summary(fh.read((end - first) * F.SLOT_SIZE))
+        return fh.read((end - first) * F.SLOT_SIZE)
+
+    return newest_summary(read, blocks.summaries)
+
+
+_MAX_SUMMARY_READS = 16
+
+
+def newest_summary(
+    read: Callable[[int, int], bytes], places: list[tuple[int, int]], newer_than: int = 0
+) -> Summary | None:
+    """The valid summary of the highest generation among the summary blocks at
+    ``places`` (``BlockMap.summaries``), read with ``read(first, end)`` (the bytes of
+    slots ``[first, end)``); ``None`` where none is valid, or none is newer than
+    generation ``newer_than`` (then only each block's head is read).
+
+    The two blocks cannot be read at one instant, and a fold may write one while the
+    other is read. The writer writes them in turn and starts a generation only once the
+    one before is whole, so a torn block means the other one holds a newer whole
+    generation: after a torn read the other block is read again, until a read is not
+    torn. The summary found is then at least as new as the newest one whole when the
+    reading began (short of more folds meanwhile than ``_MAX_SUMMARY_READS``), which is
+    what a reader that saw a block recycled needs: its fold wrote its summary first.
+    """
+    if not places:
+        return None
+    best: Summary | None = None
+    reads = 0
+    torn = False
+    while reads < len(places) or (torn and reads < _MAX_SUMMARY_READS):
+        first, end = places[reads % len(places)]
+        reads += 1
+        head = read(first, min(first + 1, end))
+        size = summary_size(head)
+        generation = int.from_bytes(head[8:16], "little") if size is not None else 0
+        if size is not None and generation <= max(newer_than, best.generation if best else 0):
+            torn = False  # whole or not, nothing newer than what is known
+            continue
+        summary = None
+        if size is not None:
+            summary = parse_summary(read(first, min(end, first + -(-size // F.SLOT_SIZE))))
+        torn = summary is None and any(head)  # an empty block was never written
         if summary is not None and (best is None or summary.generation > best.generation):
             best = summary
     return best
