@@ -59,8 +59,8 @@ def summary_size(head: bytes) -> int | None:
     magic, _crc, generation, nbuckets, nrecords, nhistory, _r = F.SUMMARY_HEAD.unpack_from(head)
     if magic != F.SUMMARY_MAGIC or generation == 0 or nbuckets < 1:
         return None
-    rec_size = F.RECORD_HEAD.size + 8 * (F.RECORD_WORDS + nbuckets)
-    return (
+    rec_size = F.RECORD_HEAD.size + 8 * (F.RECORD_WORDS + int(nbuckets))
+    return int(
         F.SUMMARY_HEAD.size
         + F.SUMMARY_TOTALS.size
         + 8 * (nbuckets - 1)
