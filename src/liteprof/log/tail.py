@@ -25,9 +25,16 @@ directory is read to its end through the open descriptor and marked ``removed``;
 cut below what was read is marked ``truncated``. Their events stay counted.
 
 Bounded logs (``LITEPROF_MAX_MB``) recycle their oldest blocks and keep a summary of the
-events they drop. A block's sequence number says which version of a recycled block was
-read; summary blocks are of a reserved owner, which the walk steps over until this
-reader knows their layout (see ``docs/FORMAT.md``).
+events they drop (``docs/FORMAT.md``, "Bounded logs"); a block's header, sequence number
+included, says which version of a recycled block was read. What the tail takes from a
+summary is exact: it keeps, per block it has read from, the sums of what it took from it
+(per name: count, errors, total and self time, the summary's duration buckets); when a
+block's header changes, or a newer summary's fold history covers it, those sums are
+dropped and the summary's taken instead, the difference coming out as ``Batch.folds``.
+So the events it read plus the folds are every event of the log, each counted once,
+however late the tail started or however slowly it polls; only the events themselves
+(their order, their time) of what was folded before it was read are gone. A newer
+summary is looked for once per poll, by reading the head of each summary block.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from . import bounded
 from . import format as F
 from .errors import LogError
 from .scan import (
@@ -60,6 +68,17 @@ _KIND_OPTIONAL = 128  # slot kinds 128-255 are optional extensions, ignored
 
 LIVE, ENDED, REMOVED, TRUNCATED = "live", "ended", "removed", "truncated"
 
+BOUNDS_NS: tuple[int, ...] = F.HISTOGRAM_BOUNDS_NS
+"""Upper bounds (ns) of the duration buckets of ``Folds.buckets``: a bounded log's summary
+keeps these, and ``liteprof serve`` exports the same. Bucket ``i`` counts durations
+``<= BOUNDS_NS[i]`` and above ``BOUNDS_NS[i - 1]``; the last has no upper bound."""
+NBUCKETS = len(BOUNDS_NS) + 1
+_BOUNDS = np.array(BOUNDS_NS, np.int64)
+_SUM_COLS = 4 + NBUCKETS  # a block's sums per name: count, errors, total, self, buckets
+_I64_MAX = (1 << 63) - 1
+_EXACT_FLOAT = 1 << 53  # float64 sums of integers are exact below this
+_MAX_CHUNKS = 8  # a block's sums are merged into one array past this many polls
+
 
 @dataclass
 class Process:
@@ -75,10 +94,60 @@ class Process:
     """``live``, ``ended`` (the process is gone), ``removed`` (the file was deleted) or
     ``truncated`` (cut below what was read)."""
     records: int = 0
+    """Events read from its blocks."""
+    folded: int = 0
+    """Events taken from its summary (``Batch.folds``): folded before they were read."""
+    dropped: int = 0
+    """Events its summary says the log dropped (the summary taken last)."""
     skipped: int = 0
 
     def labels(self) -> dict[str, Any]:
         return {"pid": self.pid, "name": self.name, "host": self.host, "rank": self.rank}
+
+
+@dataclass
+class Folds:
+    """What a poll took from bounded logs' summaries, one row per process and name: the
+    events the log folded that this reader had not read (``docs/FORMAT.md``, "Bounded
+    logs"). Added to the events read, they make every event of the log counted once."""
+
+    name: np.ndarray
+    """int32: index into ``Tail.names``."""
+    proc: np.ndarray
+    """int32: index into ``Tail.processes``."""
+    count: np.ndarray
+    """int64: events."""
+    errors: np.ndarray
+    """int64: of them, left by an exception."""
+    total_ns: np.ndarray
+    """int64: the sum of their durations."""
+    self_ns: np.ndarray
+    """int64: the sum of their self times."""
+    min_ns: np.ndarray
+    """int64: the shortest duration among every event of the name the log folded (the
+    summary's, not only of these)."""
+    max_ns: np.ndarray
+    """int64: the longest, likewise."""
+    buckets: np.ndarray
+    """int64, ``(rows, NBUCKETS)``: their durations by the buckets of ``BOUNDS_NS``."""
+
+    def __len__(self) -> int:
+        return int(self.count.shape[0])
+
+
+def _empty_folds() -> Folds:
+    none = np.empty(0, np.int64)
+    return Folds(
+        name=np.empty(0, np.int32),
+        proc=np.empty(0, np.int32),
+        count=none,
+        errors=none,
+        total_ns=none,
+        self_ns=none,
+        min_ns=none,
+        max_ns=none,
+        buckets=np.empty((0, NBUCKETS), np.int64),
+    )
 
 
 @dataclass
@@ -93,6 +162,10 @@ class Batch:
     """bool: the scope was left by an exception."""
     proc: np.ndarray
     """int32: index into ``Tail.processes``."""
+    self_ns: np.ndarray
+    """int64: the event's self time in ns (its duration less its direct children's)."""
+    folds: Folds = field(default_factory=_empty_folds)
+    """What bounded logs folded into their summaries before this reader read it."""
     skipped: int = 0
     """Damaged records met in this poll."""
     new_processes: list[int] = field(default_factory=list)
@@ -113,6 +186,7 @@ def _empty_batch() -> Batch:
         dur=np.empty(0, np.int64),
         error=np.empty(0, np.bool_),
         proc=np.empty(0, np.int32),
+        self_ns=np.empty(0, np.int64),
     )
 
 
@@ -126,6 +200,11 @@ class _Block:
     first: int = 0  # its first slot after the header
     chunk: int = _FIRST_CHUNK
     head: bytes = b""  # its header slot, in a bounded log (which reuses blocks)
+    seq: int = 0  # its sequence number
+    # In a bounded log: per poll that read it, (name indices, their sums: _SUM_COLS
+    # columns), until a summary that holds its events is taken.
+    sums: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    folded: bool = False  # its events are in the summary taken: never read again
 
 
 @dataclass
@@ -152,6 +231,15 @@ class _File:
         self.known_meta: dict[int, _MetaBlock] = {}
         self.pads: dict[int, tuple[bytes, int]] = {}  # padding: its header, its end
         self.bounded = False
+        self.summaries: list[tuple[int, int]] = []  # summary blocks, as BlockMap has them
+        self.taken: bounded.Summary | None = None  # the summary whose records are counted
+        self.taken_walk = 0  # the walk after which it was read
+        self.base: dict[int, list[int]] = {}  # its sums per name index, as _SUM_COLS
+        self.unmapped = False  # it has records of ids no entry read so far names
+        self.walks = 0  # walks of a bounded log so far
+        # Blocks with sums that were recycled, each with the walk that saw it: a summary
+        # read after that walk holds its events (its fold wrote the summary first).
+        self.retired: list[tuple[_Block, int]] = []
         self.threads: set[int] = set()
         self.name_map: dict[int, int] = {}
         self._lut = np.full(1, -1, np.int64)
@@ -221,6 +309,9 @@ class Tail:
         self.processes: list[Process] = []
         self.skipped = 0
         self.records = 0
+        """Events read from the logs' blocks."""
+        self.folded = 0
+        """Events taken from bounded logs' summaries (``Batch.folds``)."""
         self._files: dict[str, _File] = {}  # files still followed, by path
         self._pending: set[str] = set()  # files whose header is not written yet
         self._done: set[str] = set()  # files no longer followed
@@ -299,6 +390,7 @@ class Tail:
                 self.processes.append(f.proc)
                 batch.new_processes.append(f.proc.index)
         parts: list[tuple[np.ndarray, ...]] = []
+        folds: list[Folds] = []
         budget = self.max_slots
         for path, f in list(self._files.items()):
             if f.header is None:
@@ -309,7 +401,7 @@ class Tail:
                 continue
             removed = path not in present
             alive = not removed and self._alive(f.proc)
-            got, budget, stop = self._read(f, budget, batch)
+            got, budget, stop = self._read(f, budget, batch, folds)
             if got is not None:
                 parts.append(got)
             if budget <= 0 and f.proc.state == LIVE and not stop:
@@ -327,6 +419,15 @@ class Tail:
             batch.dur = np.concatenate([p[1] for p in parts])
             batch.error = np.concatenate([p[2] for p in parts])
             batch.proc = np.concatenate([p[3] for p in parts]).astype(np.int32)
+            batch.self_ns = np.concatenate([p[4] for p in parts])
+        if folds:
+            batch.folds = Folds(
+                **{
+                    key: np.concatenate([getattr(part, key) for part in folds])
+                    for key in Folds.__dataclass_fields__
+                }
+            )
+            self.folded += int(batch.folds.count.sum())
         self.skipped += batch.skipped
         self.records += len(batch)
         return batch
@@ -388,9 +489,10 @@ class Tail:
     # -- one file -----------------------------------------------------------------------
 
     def _read(
-        self, f: _File, budget: int, batch: Batch
+        self, f: _File, budget: int, batch: Batch, folds: list[Folds]
     ) -> tuple[tuple[np.ndarray, ...] | None, int, bool]:
-        """New events of one file: ``(columns or None, budget left, file finished)``."""
+        """New events of one file: ``(columns or None, budget left, file finished)``; what
+        a bounded log's summary adds goes to ``folds``."""
         size = os.fstat(f.fd).st_size
         nslots = max(0, size - F.HEADER_SIZE) // _SLOT
         if nslots < f.walk_end and not self._trimmed(f, nslots):
@@ -401,13 +503,28 @@ class Tail:
                 self._revisit_padding(f, batch)
             if nslots > f.walk_end or f.bounded:
                 self._walk(f, nslots, batch)
-        raws: list[tuple[np.ndarray, int]] = []
+        # A bounded log's newer summary, read after the walk (so that it holds every block
+        # the walk saw recycled) and before the events: the blocks it holds are not read.
+        summary: bounded.Summary | None = None
+        summary_walk = f.walks
+        held: set[int] = set()
+        if f.summaries:
+            summary = bounded.newest_summary(
+                lambda first, end: f.slots(first, end - first),
+                f.summaries,
+                f.taken.generation if f.taken is not None else 0,
+            )
+            if summary is not None:
+                held = {blk.first for blk in _held(summary, f.known)}
+        raws: list[tuple[np.ndarray, _Block]] = []
         for blk in f.blocks:
             if budget <= 0:
                 break
+            if blk.first in held:
+                continue
             got = self._read_block(f, blk, budget)
             if got is not None:
-                raws.append((got, blk.owner))
+                raws.append((got, blk))
                 budget -= got.shape[0]
                 batch.slots_read += got.shape[0]
         f.blocks = [b for b in f.blocks if b.cursor < b.end]
@@ -421,9 +538,14 @@ class Tail:
             if grown > f.walk_end or f.bounded:
                 self._walk(f, grown, batch)
         self._read_metadata(f, batch)
-        if not raws:
-            return None, budget, False
-        return self._resolve(f, raws, batch), budget, False
+        columns = self._resolve(f, raws, batch) if raws else None
+        # The summary last: its names are defined by the metadata read after it, and the
+        # sums of the blocks it holds include what was read of them now.
+        if summary is not None:
+            self._take_summary(f, summary, summary_walk, folds)
+        elif f.unmapped and f.taken is not None:
+            self._take_summary(f, f.taken, f.taken_walk, folds)  # names defined since
+        return columns, budget, False
 
     def _trimmed(self, f: _File, nslots: int) -> bool:
         """The file is shorter than the walk: a writer's close that cut the unused tail
@@ -543,16 +665,41 @@ class Tail:
         one it was only while its header, sequence number included, is the same. The
         events of a block reused before they were read are in the log's summary."""
         blocks = self._scan(f, 0, nslots, batch)
+        f.walks += 1
         known: dict[int, _Block] = {}
         for first, end, owner in blocks.segments:
             head = f.slots(first - 1, 1)
             blk = f.known.get(first)
+            if len(head) < _SLOT:
+                continue
+            magic, now_owner, size, lo, hi = F.BLOCK_HEAD.unpack(head)
+            if magic != F.BLOCK_MAGIC or now_owner != owner or first - 1 + size // _SLOT < end:
+                # The walk read a header being written (a block carved from an arena over
+                # its padding): read it again at the next walk. Its sequence number, which
+                # says whether a fold holds it, is only ever taken from a header read whole.
+                continue
+            seq = lo | hi << 32
             if blk is None or blk.head != head:
-                blk = _Block(cursor=first, end=end, owner=owner, first=first, head=head)
+                blk = _Block(cursor=first, end=end, owner=owner, first=first, head=head, seq=seq)
+                # Left in place by a writer killed between a fold's summary and the
+                # block's relabelling: its events are in the summary already.
+                blk.folded = bounded.folded(f.taken, first, seq)
             blk.end = max(blk.end, end)
             known[first] = blk
+        for first, blk in f.known.items():
+            if known.get(first) is blk:
+                continue
+            if first not in known and f.slots(first - 1, 1) == blk.head:
+                # Stepped over (in an arena relabelled as padding, before its zeroing):
+                # the same block as long as its header stands.
+                known[first] = blk
+            elif blk.cursor > blk.first:
+                # Recycled: its sums (some may be added yet, from a read in this poll
+                # before this walk) await a summary.
+                f.retired.append((blk, f.walks))
         f.known = known
-        f.blocks = [b for b in known.values() if b.cursor < b.end]
+        f.blocks = [b for b in known.values() if b.cursor < b.end and not b.folded]
+        f.summaries = blocks.summaries
         for first, end in blocks.meta_blocks:
             self._meta_block(f, first, end)
         if blocks.segments or blocks.meta_blocks:
@@ -645,12 +792,13 @@ class Tail:
                 f.proc.skipped += found.skipped
 
     def _resolve(
-        self, f: _File, raws: list[tuple[np.ndarray, int]], batch: Batch
+        self, f: _File, raws: list[tuple[np.ndarray, _Block]], batch: Batch
     ) -> tuple[np.ndarray, ...] | None:
-        """Events of the slots read: names mapped, damage counted."""
+        """Events of the slots read: names mapped, damage counted; in a bounded log, the
+        sums of each block's events kept with the block."""
         data = np.concatenate([r for r, _ in raws]) if len(raws) > 1 else raws[0][0]
         owner_ok = np.concatenate(
-            [np.full(r.shape[0], owner in f.threads, np.bool_) for r, owner in raws]
+            [np.full(r.shape[0], blk.owner in f.threads, np.bool_) for r, blk in raws]
         )
         flags = data["flags"]
         kind = flags & F.KIND_MASK
@@ -672,9 +820,171 @@ class Tail:
         if not n:
             return None
         f.proc.records += n
-        return (
-            names[valid],
-            data["dur"][valid].astype(np.int64),
-            (flags[valid] & F.FLAG_ERROR) != 0,
-            np.full(n, f.proc.index, np.int32),
+        dur = data["dur"][valid].astype(np.int64)
+        # As a summary's fold reckons it: a child time above the duration is cut to it.
+        selfish = dur - np.minimum(data["child"][valid], dur)
+        error = (flags[valid] & F.FLAG_ERROR) != 0
+        names = names[valid]
+        if f.bounded:
+            which = np.repeat(np.arange(len(raws)), [r.shape[0] for r, _ in raws])[valid]
+            _add_sums([blk for _, blk in raws], which, names, dur, selfish, error)
+        return names, dur, error, np.full(n, f.proc.index, np.int32), selfish
+
+    # -- bounded logs: what the summary adds --------------------------------------------
+
+    def _take_summary(
+        self, f: _File, summary: bounded.Summary, walk: int, folds: list[Folds]
+    ) -> None:
+        """Take ``summary`` (read after walk ``walk``) in place of the sums of the blocks
+        it holds: those its fold history covers, and those seen recycled by then. What
+        it adds beyond them goes to ``folds``. A summary that holds less than those sums
+        (one older than a recycling that a reader saw, read in a race with two folds; or
+        a forged one) is not taken: it would make counts go back."""
+        if summary.bounds != BOUNDS_NS:
+            return  # buckets this reader cannot add to its own (no writer makes such)
+        new: dict[int, list[int]] = {}
+        lows: dict[int, list[int]] = {}
+        unmapped = False
+        for ident, rec in summary.records.items():
+            name = f.name_map.get(ident)
+            if name is None:
+                unmapped = True  # its entry is not read yet: taken again once it is
+                continue
+            count, errors, total, selfish, low, high, *buckets = rec
+            vals = [count, errors, total, min(selfish, total), *buckets]
+            have = new.get(name)
+            if have is None:
+                new[name], lows[name] = vals, [low, high]
+            else:  # two ids of one name
+                new[name] = [a + b for a, b in zip(have, vals)]
+                lows[name] = [min(lows[name][0], low), max(lows[name][1], high)]
+        covered = [blk for blk in _held(summary, f.known) if not blk.folded]
+        # Recycled blocks: seen so before the summary was read, or (seen since) held by it.
+        gone = [
+            blk
+            for blk, seen in f.retired
+            if seen <= walk or bounded.folded(summary, blk.first, blk.seq)
+        ]
+        delta = {name: list(vals) for name, vals in new.items()}
+        for name, vals in f.base.items():
+            row = delta.setdefault(name, [0] * _SUM_COLS)
+            for i, v in enumerate(vals):
+                row[i] -= v
+        for blk in covered + gone:
+            for names, sums in blk.sums:
+                for name, vals in zip(names.tolist(), sums.tolist()):
+                    row = delta.setdefault(name, [0] * _SUM_COLS)
+                    for i, v in enumerate(vals):
+                        row[i] -= v
+        if any(v < 0 for row in delta.values() for v in row):
+            return
+        f.taken, f.taken_walk, f.base, f.unmapped = summary, walk, new, unmapped
+        for blk in covered:
+            blk.folded, blk.cursor, blk.sums = True, blk.end, []
+        for blk in gone:
+            blk.sums = []
+            blk.cursor = blk.end  # dropped: never again counted
+        f.retired = [(blk, seen) for blk, seen in f.retired if blk.sums]
+        f.proc.dropped = summary.events
+        rows = sorted(name for name, vals in delta.items() if any(vals))
+        if not rows:
+            return
+        table = np.array([[min(v, _I64_MAX) for v in delta[name]] for name in rows], np.int64)
+        f.proc.folded += int(table[:, 0].sum())
+        folds.append(
+            Folds(
+                name=np.array(rows, np.int32),
+                proc=np.full(len(rows), f.proc.index, np.int32),
+                count=table[:, 0],
+                errors=table[:, 1],
+                total_ns=table[:, 2],
+                self_ns=table[:, 3],
+                min_ns=np.array([min(lows[n][0], _I64_MAX) for n in rows], np.int64),
+                max_ns=np.array([min(lows[n][1], _I64_MAX) for n in rows], np.int64),
+                buckets=table[:, 4:],
+            )
         )
+
+
+def _held(summary: bounded.Summary, blocks: dict[int, _Block]) -> list[_Block]:
+    """The blocks of ``blocks`` (by first slot) that ``summary``'s fold history covers:
+    per fold, those in its region (a search in the sorted first slots, not a scan of
+    every block per fold), then ``bounded.folded`` on each."""
+    if not summary.history or not blocks:
+        return []
+    firsts = np.fromiter(blocks, np.int64, len(blocks))
+    firsts.sort()
+    found: dict[int, _Block] = {}
+    for offset, _limit, size in summary.history:
+        # A block header at byte b has its first slot at (b - HEADER_SIZE) / 32 + 1.
+        lo = -(-(offset - F.HEADER_SIZE) // _SLOT) + 1
+        hi = -(-(offset + size - F.HEADER_SIZE) // _SLOT) + 1
+        a, b = np.searchsorted(firsts, [lo, hi]).tolist()
+        for first in firsts[a:b].tolist():
+            blk = blocks[first]
+            if bounded.folded(summary, first, blk.seq):
+                found[first] = blk
+    return list(found.values())
+
+
+def _add_sums(
+    blocks: list[_Block],
+    which: np.ndarray,
+    names: np.ndarray,
+    dur: np.ndarray,
+    selfish: np.ndarray,
+    error: np.ndarray,
+) -> None:
+    """Add to each block's sums, per name, what was read of it now: ``which`` says the
+    block (an index into ``blocks``) of each event. A few array passes per poll, whatever
+    the number of blocks and names: a dense table where it is small, else the distinct
+    (block, name) pairs."""
+    n = int(dur.shape[0])
+    if not n:
+        return
+    width = int(names.max()) + 1
+    key = which.astype(np.int64) * width + names
+    size = len(blocks) * width
+    keys: np.ndarray | None = None
+    if size * NBUCKETS <= 8 * n + 4096:
+        ids = key
+    else:
+        keys, ids = np.unique(key, return_inverse=True)
+        size = int(keys.shape[0])
+    count = np.bincount(ids, minlength=size)
+    errors = np.bincount(ids, weights=error, minlength=size).astype(np.int64)
+    bucket = np.searchsorted(_BOUNDS, dur, side="left")
+    buckets = np.bincount(ids * NBUCKETS + bucket, minlength=size * NBUCKETS)
+    if int(dur.max()) * n < _EXACT_FLOAT:  # every partial sum is an exact float
+        total = np.bincount(ids, weights=dur, minlength=size).astype(np.int64)
+        selfsum = np.bincount(ids, weights=selfish, minlength=size).astype(np.int64)
+    else:  # durations of weeks: integer sums
+        total = np.zeros(size, np.int64)
+        selfsum = np.zeros(size, np.int64)
+        np.add.at(total, ids, dur)
+        np.add.at(selfsum, ids, selfish)
+    rows = np.flatnonzero(count)
+    table = np.empty((rows.shape[0], _SUM_COLS), np.int64)
+    table[:, 0] = count[rows]
+    table[:, 1] = errors[rows]
+    table[:, 2] = total[rows]
+    table[:, 3] = selfsum[rows]
+    table[:, 4:] = buckets.reshape(size, NBUCKETS)[rows]
+    pair = rows if keys is None else keys[rows]
+    block, name = pair // width, pair % width
+    # Rows are in key order, so each block's rows are one run.
+    cuts = np.flatnonzero(block[1:] != block[:-1]) + 1
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, block.shape[0]].tolist()):
+        blk = blocks[int(block[lo])]
+        blk.sums.append((name[lo:hi], table[lo:hi]))
+        if len(blk.sums) > _MAX_CHUNKS:
+            blk.sums = [_merge(blk.sums)]
+
+
+def _merge(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One block's sums of several polls as one: a row per name."""
+    names = np.concatenate([c[0] for c in chunks])
+    uniq, inv = np.unique(names, return_inverse=True)
+    out = np.zeros((uniq.shape[0], _SUM_COLS), np.int64)
+    np.add.at(out, inv, np.concatenate([c[1] for c in chunks]))
+    return uniq, out
