@@ -11,6 +11,9 @@ and serves, at ``http://HOST:PORT/metrics``, the Prometheus text format (version
 labelled ``scope``, ``group``, ``process``, ``pid``, ``rank`` (empty where unknown) and
 ``host``. The profiled program pays nothing more than recording: nothing in it knows
 the server exists. A process that ended keeps its final counts (counters never go back).
+A bounded log's (``LITEPROF_MAX_MB``) events that were folded into its summary before
+they were read come from the summary (``Batch.folds``): counts, sums, errors and buckets
+stay exact however late the server started or however slowly it polls.
 
 Each scrape reads what is new first, so it is current; a background poll every
 ``--interval`` seconds keeps the work of a scrape small. The text of a series is
@@ -37,10 +40,8 @@ DESCRIPTION = (
 )
 
 # Upper bounds of the duration buckets in ns: 1 µs * 10**(k/4), k = 0..32 (1 µs to 100
-# s), the same as a bounded log's summaries keep, so both can be added bucket by bucket.
-BOUNDS_NS: tuple[int, ...] = tuple(
-    getattr(F, "HISTOGRAM_BOUNDS_NS", tuple(round(1000 * 10 ** (k / 4)) for k in range(33)))
-)
+# s), the same as a bounded log's summaries keep, so both are added bucket by bucket.
+BOUNDS_NS: tuple[int, ...] = F.HISTOGRAM_BOUNDS_NS
 DURATION = "liteprof_scope_duration_seconds"
 ERRORS = "liteprof_scope_errors_total"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -126,6 +127,14 @@ class Metrics:
                     np.add.at(
                         self.errors, rows, np.bincount(inv, weights=batch.error).astype(np.int64)
                     )
+                    self._dirty.update(rows.tolist())
+                folds = batch.folds
+                if len(folds):
+                    key = folds.name.astype(np.int64) << 32 | folds.proc.astype(np.int64)
+                    rows = np.array([self._row(int(k)) for k in key.tolist()], np.int64)
+                    np.add.at(self.counts, rows, folds.buckets)
+                    np.add.at(self.sums, rows, folds.total_ns / 1e9)
+                    np.add.at(self.errors, rows, folds.errors)
                     self._dirty.update(rows.tolist())
                 if not batch.more:
                     return added

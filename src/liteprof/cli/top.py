@@ -3,14 +3,22 @@
 Every ``--interval`` seconds (default 1) it reads what the logs under PATH gained
 (``log/tail.py``, new processes included) and redraws one table: per scope (and per
 process, or summed over processes), over the last ``--window`` seconds, the events per
-second, the share of wall time, mean, p50 and p99, errors, and the count since ``top``
-started. Keys: ``s`` the next sort key, ``p`` per process / summed, ``q`` quits (so does
-Ctrl-C). It draws with rich on the terminal's alternate screen and reads keys from the
-terminal in cbreak mode, which is all a plain terminal over SSH needs.
+second, the share of wall time, mean, p50 and p99, errors, and the count of events in
+the logs (those written before ``top`` started included). Keys: ``s`` the next sort key,
+``p`` per process / summed, ``q`` quits (so does Ctrl-C). It draws with rich on the
+terminal's alternate screen and reads keys from the terminal in cbreak mode, which is all
+a plain terminal over SSH needs.
 
 The window holds one small aggregate per poll and (scope, process): count, total, errors
 and a histogram of the durations in buckets 2% wide, so the percentiles are within 1% and
 memory does not grow with the event rate.
+
+Bounded logs (``LITEPROF_MAX_MB``): the ``total`` column counts every event, also those
+the log folded into its summary before ``top`` read them (``Batch.folds``), so it is the
+report's count. The window's rates, means, percentiles and errors are of the events read
+only: a folded event has no time of its own to place it in a window (only its duration's
+bucket is kept), so a poll slower than the log's recycling shows lower rates, never
+wrong totals.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ class Window:
         self.seconds = seconds
         # (time, {(name, proc): (count, total_ns, errors, buckets, bucket_counts)})
         self.polls: deque[tuple[float, dict[tuple[int, int], tuple[Any, ...]]]] = deque()
-        self.totals: dict[tuple[int, int], int] = {}  # events since the start
+        self.totals: dict[tuple[int, int], int] = {}  # every event read or folded
 
     def add(self, now: float, name: Any, dur: Any, error: Any, proc: Any) -> None:
         """One poll's events (the columns of a ``tail.Batch``), at time ``now``."""
@@ -104,11 +112,20 @@ class Window:
         while self.polls and self.polls[0][0] < now - self.seconds:
             self.polls.popleft()
 
+    def add_folds(self, folds: Any) -> None:
+        """What a poll took from bounded logs' summaries (a ``tail.Folds``): counted in
+        the totals, not in the window (those events have no time of their own)."""
+        for name, proc, count in zip(
+            folds.name.tolist(), folds.proc.tolist(), folds.count.tolist()
+        ):
+            pair = (name, proc)
+            self.totals[pair] = self.totals.get(pair, 0) + count
+
     def rows(self, summed: bool) -> list[dict[str, Any]]:
         """One row per scope and process (or per scope, ``summed``): ``name``, ``proc``
         (``None`` when summed), ``rate`` (events/s), ``time`` (ns of scope per second),
-        ``mean``, ``p50``, ``p99`` (ns), ``errors`` (in the window), ``total`` (events
-        since the start).
+        ``mean``, ``p50``, ``p99`` (ns), ``errors`` (in the window), ``total`` (every
+        event of the logs: read, or taken from a bounded log's summary).
 
         A poll's events closed between the previous poll and it, so the oldest poll kept
         only marks where the window starts: rates are of the polls after it over the time
@@ -198,7 +215,9 @@ def _table(
     live = sum(1 for p in tail.processes if p.state == "live")
     title = (
         f"liteprof top {one_line(args.path)}: {len(tail.processes)} processes ({live} live), "
-        f"{tail.records} events read, {tail.skipped} skipped; window {args.window:g} s; "
+        f"{tail.records} events read"
+        + (f" (+{tail.folded} from summaries)" if tail.folded else "")
+        + f", {tail.skipped} skipped; window {args.window:g} s; "
         f"sort: {_SORT_LABELS[sort]}; {'summed' if summed else 'per process'}"
     )
     table = Table(
@@ -292,6 +311,7 @@ def main(args: argparse.Namespace) -> int:
     window = Window(args.window)
     batch = tail.poll()  # a bad PATH is an error before the screen changes
     window.add(time.monotonic(), batch.name, batch.dur, batch.error, batch.proc)
+    window.add_folds(batch.folds)
 
     def _stop(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -318,6 +338,7 @@ def main(args: argparse.Namespace) -> int:
                     while True:
                         batch = tail.poll()
                         window.add(time.monotonic(), batch.name, batch.dur, batch.error, batch.proc)
+                        window.add_folds(batch.folds)
                         if not batch.more:
                             break
                     next_poll = time.monotonic() + args.interval

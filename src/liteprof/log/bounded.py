@@ -26,7 +26,8 @@ from . import format as F
 from .events import DroppedRow
 from .scan import BlockMap
 
-_MAX_COUNT = 1 << 62
+MAX_COUNT = 1 << 62
+"""The most events a record may claim (2**62 would take centuries): bounds forged ones."""
 _MAX_NS = (1 << 63) - 1
 
 
@@ -211,7 +212,7 @@ def dropped_rows(summary: Summary, proc: int, name_index: dict[int, int]) -> lis
         count, errors, total, selfish, low, high, *buckets = rec
         # Bounded as a real log's can be (2**62 events would take centuries), so that a
         # forged record cannot overflow the report's int64 columns.
-        count = min(count, _MAX_COUNT)
+        count = min(count, MAX_COUNT)
         low, high = min(low, _MAX_NS), min(high, _MAX_NS)
         out.append(
             DroppedRow(
@@ -223,7 +224,7 @@ def dropped_rows(summary: Summary, proc: int, name_index: dict[int, int]) -> lis
                 self_ns=min(selfish, total),
                 min_ns=min(low, high),
                 max_ns=high,
-                buckets=tuple(min(b, _MAX_COUNT) for b in buckets),
+                buckets=tuple(min(b, MAX_COUNT) for b in buckets),
                 bounds_ns=summary.bounds,
             )
         )

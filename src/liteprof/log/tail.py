@@ -851,6 +851,11 @@ class Tail:
                 unmapped = True  # its entry is not read yet: taken again once it is
                 continue
             count, errors, total, selfish, low, high, *buckets = rec
+            # Bounded as the whole-file reader bounds a record (bounded.dropped_rows),
+            # so that a forged one cannot make errors exceed the count.
+            count = min(count, bounded.MAX_COUNT)
+            errors = min(errors, count)
+            buckets = [min(b, bounded.MAX_COUNT) for b in buckets]
             vals = [count, errors, total, min(selfish, total), *buckets]
             have = new.get(name)
             if have is None:
