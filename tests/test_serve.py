@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from liteprof.cli.serve import BOUNDS_NS, label_value
@@ -272,3 +273,81 @@ def test_serve_of_a_missing_path_is_one_line_and_exit_2(tmp_path: os.PathLike[st
         timeout=60,
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _metrics(body: str, pid: int) -> dict[str, dict[str, Any]]:
+    """Per scope of process ``pid``: its ``count``, ``sum``, cumulative ``buckets`` (by
+    ``le``) and ``errors``, from the text format."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in body.splitlines():
+        if line.startswith("#") or f'pid="{pid}"' not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        metric, labels = series.split("{", 1)
+        scope = labels.split('scope="', 1)[1].split('"', 1)[0]
+        row = out.setdefault(scope, {"buckets": {}})
+        if metric.endswith("_bucket"):
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            row["buckets"][le] = int(value)
+        elif metric.endswith("_count"):
+            row["count"] = int(value)
+        elif metric.endswith("_sum"):
+            row["sum"] = float(value)
+        else:
+            row["errors"] = int(value)
+    return out
+
+
+@pytest.mark.usefixtures("backend")
+def test_serve_of_a_bounded_log_started_late_is_exact(
+    prometheus: Prometheus, tmp_path: os.PathLike[str]
+) -> None:
+    """``liteprof serve`` started after a bounded log (8 MiB, 3M scopes) had folded most
+    of its events: its counts, errors, sums and buckets are the report's, in its text and
+    in Prometheus, and they never go back between scrapes."""
+    from .test_tail_bounded import expected, start_phases, wait_for
+
+    root = os.fspath(tmp_path)
+    program, logdir, sync = start_phases(root)
+    serve = None
+    try:
+        wait_for(os.path.join(sync, "phase1"), program)
+        serve = _serve(logdir, prometheus.target_port)
+        url = f"http://127.0.0.1:{prometheus.target_port}/metrics"
+        open(os.path.join(sync, "go"), "w").close()
+        seen: list[int] = []
+        while program.poll() is None:
+            now = _metrics(_get(url).decode(), program.pid)
+            seen.append(sum(r.get("count", 0) for r in now.values()))
+            time.sleep(0.1)
+        assert program.wait(timeout=60) == 0
+        assert seen == sorted(seen), seen  # counters never go back
+        rows, buckets = expected(logdir)
+        total = sum(r["count"] for r in rows.values())
+        sel = f'pid="{program.pid}"'
+        assert _wait_until(
+            "every event in Prometheus",
+            lambda: (
+                prometheus.value(f"sum(liteprof_scope_duration_seconds_count{{{sel}}})") == total
+            ),
+        )
+        errors = prometheus.value(f"sum(liteprof_scope_errors_total{{{sel}}})")
+        assert errors == sum(r["errors"] for r in rows.values())
+        got = _metrics(_get(url).decode(), program.pid)
+        assert sorted(got) == sorted(rows)
+        for scope, row in rows.items():
+            m = got[scope]
+            assert m["count"] == row["count"] and m["errors"] == row["errors"], scope
+            assert m["sum"] == pytest.approx(row["total_ns"] / 1e9, rel=1e-9), scope
+            cumulative = np.cumsum(buckets[scope]).tolist()
+            assert list(m["buckets"].values()) == cumulative, scope
+    finally:
+        if program.poll() is None:
+            program.kill()
+        program.communicate(timeout=60)
+        if serve is not None:
+            _stop(serve)
+            assert serve.stderr is not None
+            err = serve.stderr.read().decode()
+            serve.stderr.close()
+            assert "Traceback" not in err, err
