@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -123,7 +124,7 @@ class Sums:
             row[6] += folds.buckets[i]
 
 
-def expected(logdir: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+def expected(logdir: str) -> tuple[dict[str, Mapping[str, Any]], dict[str, np.ndarray]]:
     """The report's rows per name, and the whole-file reader's buckets per name (of the
     events it read plus the summary's)."""
     rows = scopes_by_name(read(logdir))
@@ -142,7 +143,7 @@ def expected(logdir: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarr
     return rows, buckets
 
 
-def check(sums: Sums, rows: dict[str, dict[str, Any]], buckets: dict[str, np.ndarray]) -> None:
+def check(sums: Sums, rows: dict[str, Mapping[str, Any]], buckets: dict[str, np.ndarray]) -> None:
     assert sorted(sums.rows) == sorted(rows)
     for name, (count, errors, total, selfish, low, high, hist) in sums.rows.items():
         want = rows[name]
