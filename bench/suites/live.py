@@ -6,6 +6,9 @@ with 100 recording processes.
   round one ``Tail.poll()`` is timed. Its cost per new event is set against the
   whole-file reader's (``read_logs`` of the same log, in the same run), and an idle poll
   (nothing new) is timed too: its cost is per live file, not per event read before.
+  The same with ``LITEPROF_MAX_MB=8`` (``tail_bounded``): the log recycles its blocks
+  after about 13 rounds, and the tail keeps per block the sums a summary replaces; the
+  whole-file reader it is set against reads the events the log kept.
 - serve: 100 processes each record 10 scopes and stay alive; ``liteprof serve`` follows
   their directory, and ``GET /metrics`` is timed end to end (a poll of 100 live files
   and the text of 1,000 histograms).
@@ -44,14 +47,19 @@ sys.stdin.readline()
 """
 
 
-def _tail(ctx: Context) -> dict[str, Any]:
+def _tail(ctx: Context, max_mb: str | None = None) -> dict[str, Any]:
     from liteprof.log.reader import read_logs
     from liteprof.log.tail import Tail
 
     lp = ctx.liteprof
     rounds = 20 if ctx.quick else 50
     k = 20_000
-    d = ctx.enable()
+    if max_mb is not None:
+        os.environ["LITEPROF_MAX_MB"] = max_mb
+    try:
+        d = ctx.enable()
+    finally:
+        os.environ.pop("LITEPROF_MAX_MB", None)
     try:
         tail = Tail(d)
         tail.poll()
@@ -74,7 +82,9 @@ def _tail(ctx: Context) -> dict[str, Any]:
         t0 = time.perf_counter()
         whole = read_logs([d])
         read_s = time.perf_counter() - t0
-        assert whole.records == events == rounds * k, (whole.records, events)
+        folded = getattr(tail, "folded", 0)  # 0 before the tail took summaries
+        dropped = sum(p.get("dropped", 0) for p in whole.processes)
+        assert whole.records + dropped == events + folded == rounds * k, (whole.records, events)
         tail.close()
     finally:
         ctx.disable(d)
@@ -82,8 +92,9 @@ def _tail(ctx: Context) -> dict[str, Any]:
         "rounds": rounds,
         "per_round": k,
         "events": events,
+        "folded": folded,
         "slots_read": slots,
-        "tail_ns_per_event": poll_s * 1e9 / events,
+        "tail_ns_per_event": poll_s * 1e9 / (rounds * k),  # every event written
         "reader_ns_per_event": read_s * 1e9 / whole.records,
         "idle_poll_us": min(idle) * 1e6,
         "idle_poll_median_us": statistics.median(idle) * 1e6,
@@ -165,11 +176,11 @@ def _serve(ctx: Context) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    return {"tail": _tail(ctx), "serve": _serve(ctx)}
+    return {"tail": _tail(ctx), "tail_bounded": _tail(ctx, "8"), "serve": _serve(ctx)}
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    t = results["tail"]
+    t, b = results["tail"], results["tail_bounded"]
     return [
         Target(
             "live_tail_per_event",
@@ -177,15 +188,25 @@ def targets(results: dict[str, Any]) -> list[Target]:
             t["tail_ns_per_event"] / t["reader_ns_per_event"],
             "<=",
             TAIL_LIMIT,
-        )
+        ),
+        Target(
+            "live_tail_bounded_per_event",
+            "live: tail reader of a bounded log (LITEPROF_MAX_MB=8) per new event / "
+            "whole-file reader per event",
+            b["tail_ns_per_event"] / b["reader_ns_per_event"],
+            "<=",
+            TAIL_LIMIT,
+        ),
     ]
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    t, s = results["tail"], results["serve"]
+    t, s, b = results["tail"], results["serve"], results["tail_bounded"]
     return [
         f"live: tail {t['tail_ns_per_event']:.1f} ns per new event (reader "
         f"{t['reader_ns_per_event']:.1f} ns), idle poll {t['idle_poll_us']:.1f} µs; "
+        f"bounded (8 MiB) {b['tail_ns_per_event']:.1f} ns (reader "
+        f"{b['reader_ns_per_event']:.1f} ns, {b['folded']:,} events from summaries); "
         f"serve scrape with {s['processes']} processes ({s['series']} series, "
         f"{s['bytes'] / 1e6:.1f} MB): min {s['scrape_ms']:.1f} ms, median "
         f"{s['scrape_median_ms']:.1f} ms"
@@ -193,7 +214,7 @@ def summary(results: dict[str, Any]) -> list[str]:
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
-    t, s = results["tail"], results["serve"]
+    t, s, b = results["tail"], results["serve"], results["tail_bounded"]
     return [
         f"## {TITLE}",
         "",
@@ -208,6 +229,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
         f"| idle poll (nothing new), min / median | {t['idle_poll_us']:.1f} / "
         f"{t['idle_poll_median_us']:.1f} µs |",
         f"| slots read / events | {t['slots_read'] / max(t['events'], 1):.3f} |",
+        "",
+        f"The same with `LITEPROF_MAX_MB=8`: tail {b['tail_ns_per_event']:.1f} ns per new "
+        f"event, whole-file reader {b['reader_ns_per_event']:.1f} ns per event kept "
+        f"({b['tail_ns_per_event'] / b['reader_ns_per_event']:.2f}x); "
+        f"{b['folded']:,} events were taken from the summary, idle poll "
+        f"{b['idle_poll_us']:.1f} µs.",
         "",
         f"`liteprof serve` with {s['processes']} live processes, {s['series']} series "
         f"({s['bytes'] / 1e6:.2f} MB of text): `GET /metrics` end to end, min "

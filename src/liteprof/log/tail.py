@@ -957,7 +957,7 @@ def _add_sums(
         keys, ids = np.unique(key, return_inverse=True)
         size = int(keys.shape[0])
     count = np.bincount(ids, minlength=size)
-    errors = np.bincount(ids, weights=error, minlength=size).astype(np.int64)
+    errors = np.bincount(ids[error], minlength=size)  # few: cheaper than weights
     bucket = np.searchsorted(_BOUNDS, dur, side="left")
     buckets = np.bincount(ids * NBUCKETS + bucket, minlength=size * NBUCKETS)
     if int(dur.max()) * n < _EXACT_FLOAT:  # every partial sum is an exact float
