@@ -348,3 +348,27 @@ def test_serve_of_a_bounded_log_started_late_is_exact(
             err = serve.stderr.read().decode()
             serve.stderr.close()
             assert "Traceback" not in err, err
+
+
+def test_a_client_that_hangs_up_before_the_answer_prints_no_traceback(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """A scraper whose timeout runs out closes its connection (here with a reset) before
+    the server answers: the server goes on serving, and says nothing on stderr."""
+    import struct
+
+    logdir = os.fspath(tmp_path)
+    port = _free_port()
+    serve = _serve(logdir, port)
+    try:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _get(f"http://127.0.0.1:{port}/metrics").startswith(b"# HELP")
+    finally:
+        _stop(serve)
+        assert serve.stderr is not None
+        err = serve.stderr.read().decode()
+        serve.stderr.close()
+    assert "Traceback" not in err and "Exception" not in err, err
