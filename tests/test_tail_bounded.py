@@ -318,3 +318,39 @@ def test_a_damaged_or_forged_summary_never_breaks_the_tail(
             assert count <= truth[scope]["count"]
         else:
             assert count == truth[scope]["count"]
+
+
+def test_a_tail_held_up_between_its_walk_and_the_summary_stays_exact(
+    tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader held up (a busy machine) after each walk of the blocks, before it reads
+    the summary: meanwhile the writer goes through over a hundred folds, more than the
+    summary's history keeps, so what the history says of the blocks read from is not
+    all; the headers, read again after the summary, tell the rest: the sums still add up
+    exactly."""
+    from liteprof.log import bounded
+
+    real = bounded.newest_summary
+
+    def held_up(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.6)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bounded, "newest_summary", held_up)
+    proc, logdir, sync = start_phases(os.fspath(tmp_path))
+    tail = Tail(logdir)
+    sums = Sums(tail)
+    try:
+        while not os.path.exists(os.path.join(sync, "phase1")):
+            assert proc.poll() is None, proc.communicate()
+            sums.add(tail.poll())
+        open(os.path.join(sync, "go"), "w").close()
+        while proc.poll() is None:
+            sums.add(tail.poll())
+        assert proc.wait(timeout=60) == 0
+        drain(tail, sums)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    check(sums, *expected(logdir))

@@ -505,17 +505,8 @@ class Tail:
                 self._walk(f, nslots, batch)
         # A bounded log's newer summary, read after the walk (so that it holds every block
         # the walk saw recycled) and before the events: the blocks it holds are not read.
-        summary: bounded.Summary | None = None
-        summary_walk = f.walks
-        held: set[int] = set()
-        if f.summaries:
-            summary = bounded.newest_summary(
-                lambda first, end: f.slots(first, end - first),
-                f.summaries,
-                f.taken.generation if f.taken is not None else 0,
-            )
-            if summary is not None:
-                held = {blk.first for blk in _held(summary, f.known)}
+        summary, summary_walk = self._newer_summary(f) if f.summaries else (None, f.walks)
+        held = {blk.first for blk in _held(summary, f.known)} if summary is not None else set()
         raws: list[tuple[np.ndarray, _Block]] = []
         for blk in f.blocks:
             if budget <= 0:
@@ -831,6 +822,42 @@ class Tail:
         return names, dur, error, np.full(n, f.proc.index, np.int32), selfish
 
     # -- bounded logs: what the summary adds --------------------------------------------
+
+    def _newer_summary(self, f: _File) -> tuple[bounded.Summary | None, int]:
+        """The log's summary if it is newer than the one taken, with the walk count it
+        was read after; ``(None, ...)`` if there is none (or none can be told apart).
+
+        Which blocks a summary holds is known from its fold history (the newest folds)
+        and from the blocks seen recycled before it was read. A block read from that
+        neither says holds could be one folded more folds ago than the history keeps, if
+        the writer went through many folds between the walk and this read (a reader held
+        up on a busy machine). So the header of each such block is read again now: one
+        that still stands is not in the summary (a fold relabels its region before the
+        next fold starts, and the fold of this one is not in the history); one that
+        changed is noted recycled, and the summary read again, until none is in doubt.
+        """
+        newer_than = f.taken.generation if f.taken is not None else 0
+        for _attempt in range(4):
+            summary = bounded.newest_summary(
+                lambda first, end: f.slots(first, end - first), f.summaries, newer_than
+            )
+            walk = f.walks
+            if summary is None:
+                return None, walk
+            held = {blk.first for blk in _held(summary, f.known)}
+            doubtful = [
+                blk
+                for blk in f.known.values()
+                if blk.sums and blk.first not in held and f.slots(blk.first - 1, 1) != blk.head
+            ]
+            if not doubtful:
+                return summary, walk
+            f.walks += 1  # a summary read from now on holds them
+            for blk in doubtful:
+                f.retired.append((blk, f.walks))
+                del f.known[blk.first]  # the next walk finds what stands there now
+            f.blocks = [b for b in f.blocks if b.first in f.known and f.known[b.first] is b]
+        return None, f.walks
 
     def _take_summary(
         self, f: _File, summary: bounded.Summary, walk: int, folds: list[Folds]
