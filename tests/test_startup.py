@@ -131,3 +131,34 @@ def test_a_sub_interpreter_does_not_touch_the_main_interpreters_recording(
 
     assert set(scopes_by_name(read(main))) == {"Main:before", "Main:after"}
     assert set(scopes_by_name(read(sub))) == {"Sub:work"}
+
+
+NO_CORE = """
+import sys
+if {hide}:
+    sys.modules["liteprof.record._core"] = None  # what an install without a compiler has
+import liteprof
+print("backend", liteprof.BACKEND, flush=True)
+liteprof.enable({logdir!r})
+with liteprof.scope("S"):
+    pass
+liteprof.disable()
+liteprof.enable({logdir!r})  # a second session: said once per process, not per session
+liteprof.disable()
+"""
+
+
+@pytest.mark.parametrize("hide", [True, False])
+@pytest.mark.parametrize("pure", [None, "1"])
+def test_an_install_without_the_c_core_says_so_when_recording_starts(
+    tmp_path: object, hide: bool, pure: str | None
+) -> None:
+    logdir = os.path.join(str(tmp_path), "prof")
+    proc = run_python(NO_CORE.format(hide=hide, logdir=logdir), LITEPROF_PURE=pure)
+    expected = "python" if hide or pure else "c"
+    assert proc.stdout.split() == ["backend", expected]
+    said = proc.stderr.count("the C core is not built in this install")
+    # Only where the C core was wanted and could not be imported; LITEPROF_PURE=1 chose the
+    # twin on purpose, and a built core records.
+    assert said == (1 if hide and not pure else 0), proc.stderr
+    assert log_files(logdir)  # it records all the same

@@ -361,6 +361,16 @@ def test_tree_option_in_every_format(logdir: str) -> None:
     assert js["tree"] == json.loads(json.dumps(plain(report["tree"])))
 
 
+@pytest.mark.usefixtures("backend")
+def test_tree_with_by_is_refused_not_ignored(logdir: str) -> None:
+    record(logdir, vllm_step)
+    for fmt in ("table", "markdown", "csv", "json"):
+        proc = cli("report", logdir, "--tree", "--by", "process", "--format", fmt)
+        assert proc.returncode == 2, (fmt, proc.stdout)
+        assert proc.stderr.count("\n") == 1 and "cannot be combined" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 # -- the vectorised code against a plain walk of every event's ancestors ------------------
 
 

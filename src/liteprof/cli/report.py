@@ -135,6 +135,13 @@ def report(
     """Report ``paths`` in ``fmt`` (to ``out`` if given); ``html``: also write the page;
     ``tree``: the call tree instead of the scope tables (an HTML page has both)."""
     check_output(fmt, out, html)
+    if tree and by and fmt != "html":
+        # The tree is one tree of every process and thread together; its rows have no
+        # process or thread column, so a silent --by would look like a per-process tree.
+        raise UsageError(
+            f"--tree and --by {by} cannot be combined: the call tree is of every process "
+            "and thread together"
+        )
     # Rendering makes a few small containers per row and no reference cycles: with the
     # collector on, its passes over them cost a third more time on a million rows. Off
     # before the imports too, whose many new objects would set it off again and again.

@@ -75,12 +75,21 @@ def _load(name: str) -> Backend:
     raise ValueError(f"unknown backend {name!r}; choose 'c' or 'python'")
 
 
+core_missing: str | None = None
+"""Why the C core is not recording although it was not declined (``LITEPROF_PURE``): the
+install could not compile it. ``None`` where it records, was declined, or cannot record
+(a sub-interpreter). The session says so once, when recording starts."""
+
+
 def _choose() -> Backend:
+    global core_missing
     if os.environ.get("LITEPROF_PURE", "") not in ("", "0"):
         return _load("python")
     try:
         return _load("c")
-    except ImportError:
+    except ImportError as exc:
+        if in_main_interpreter():
+            core_missing = str(exc) or type(exc).__name__
         return _load("python")
 
 

@@ -210,6 +210,26 @@ def start(directory: str, patterns: list[str]) -> None:
     session = Session(os.path.abspath(directory), patterns)
     current = session
     backend.current.start(session)
+    _say_if_pure_by_necessity()
+
+
+_said_pure = False
+
+
+def _say_if_pure_by_necessity() -> None:
+    """pip shows a successful build's output only with ``-v``, so an install that could not
+    compile the C core says so here, once per process, when recording starts."""
+    global _said_pure
+    if _said_pure or backend.core_missing is None or backend.current.BACKEND != "python":
+        return
+    _said_pure = True
+    warn(
+        "liteprof: the C core is not built in this install (%s); recording with the "
+        "pure-Python recorder, a few times slower per scope. Reinstall liteprof where a C "
+        "compiler and the Python headers are present for the C core, or set "
+        "LITEPROF_PURE=1 to choose the pure-Python recorder and silence this.",
+        backend.core_missing,
+    )
 
 
 def stop_locked() -> None:
