@@ -378,7 +378,10 @@ def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
     from liteprof.renderers.json import json_chunks
 
     n = 3 * T.BLOCK + 5  # several blocks, the last one short
+    # Names to escape in the first and last blocks; in the second, only names written as
+    # they are (a lone surrogate and U+2028 included: JSON escapes neither).
     names = [f'g{i % 3}:n"{i}' if i % 7 else f"n{i}\n" for i in range(n)]
+    names[T.BLOCK : 2 * T.BLOCK] = [f"g:n{i}\udfff\u2028" for i in range(T.BLOCK)]
     constant = [5] * n
     # Floats equal to ints: positive, then a zero (-0.0 must stay -0.0), then beyond 2**53.
     total = [i + 1 for i in range(n)]
@@ -416,7 +419,7 @@ def test_json_rows_are_written_as_json_dumps_writes_each_row() -> None:
     )
     text = "".join(json_chunks({"rows": rows, "same": same, "empty": T.Rows.empty(["a"], [T.INT])}))
     assert json.loads(text) == T.plain({"rows": rows, "same": same, "empty": []})
-    lines = text.splitlines()
+    lines = text.split("\n")  # not splitlines(): U+2028 is not a line break in JSON
     start = lines.index('  "rows": [') + 1
     written = [line.rstrip(",") for line in lines[start : start + n]]
     expected = ["    " + json.dumps(r, ensure_ascii=False) for r in T.plain(rows)]

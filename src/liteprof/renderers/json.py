@@ -19,7 +19,7 @@ import codecs
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
-from json.encoder import encode_basestring
+from json.encoder import ESCAPE, encode_basestring
 from typing import Any, Callable, ClassVar
 
 from ..analysis import types as T
@@ -119,6 +119,12 @@ def _convert(kind: str, column: list[Any]) -> list[str]:
     return _CONVERT[kind](column)
 
 
+def _plain(texts: list[str]) -> bool:
+    """Whether JSON writes each of ``texts`` as it is, between quotes (nothing to escape:
+    one search over them all instead of an ``encode_basestring`` each)."""
+    return ESCAPE.search("".join(texts)) is None
+
+
 def _whole(column: list[Any], block: list[list[Any]], kinds: Sequence[str]) -> list[Any] | None:
     """An int column of ``block`` equal to the float ``column``, where each float is then
     written as that int and ``.0`` (positive and below 2**53: exact, no exponent, no
@@ -137,7 +143,8 @@ def _row_blocks(rows: T.Rows[Any], indent: str) -> Iterator[str]:
     per row, which parses its template again for every row. What every row of a block
     shares is written into the literals: a column of one value (each event counted
     once, no errors), the brackets of paths of one name each, the ``.0`` of floats that
-    are whole numbers of an int column (means of one event).
+    are whole numbers of an int column (means of one event), and the quotes of texts
+    with nothing to escape.
     """
     if T.ROWS in rows.kinds:  # rows holding tables: each through the general writer
         for row in rows:
@@ -162,13 +169,22 @@ def _row_blocks(rows: T.Rows[Any], indent: str) -> Iterator[str]:
             if kind in _FOLDABLE and col[0] == col[-1] and col.count(col[0]) == n:
                 literal += _convert(kind, col[:1])[0]
                 continue
+            if kind == T.STR and _plain(col):
+                segments.append((literal + '"', col))  # the quotes go into the literals
+                literal = '"'
+                continue
             if kind == T.PATH and max(map(len, col)) == 1 == min(map(len, col)):
                 # Paths of one name each (roots): the name's text between brackets, made
                 # once where the name is also a column of its own (the node's name).
                 firsts = [p[0] for p in col]
                 same = [c for k, c in zip(rows.kinds, block) if k == T.STR and c == firsts]
-                segments.append((literal + "[", text_of(T.STR, same[0] if same else firsts)))
-                literal = "]"
+                names = same[0] if same else firsts
+                if _plain(names):
+                    segments.append((literal + '["', names))
+                    literal = '"]'
+                else:
+                    segments.append((literal + "[", text_of(T.STR, names)))
+                    literal = "]"
                 continue
             whole = _whole(col, block, rows.kinds) if kind == T.FLOAT else None
             if whole is not None:
