@@ -445,6 +445,20 @@ def test_names_mix_packed_and_appended_names() -> None:
     assert h is not None and h[1] == h[5] and h[0] == h[3] and len(set(h.tolist())) == 4
     assert not _all_different(packed) and _all_different(Names.join([["", "ab", "ba", "b"]]))
     assert Names.join([["caf\u00e9"]]).hashes() is None and names.hashes() is None
+    # Heads (a name's group): as str.find and a dict numbering them in order would give.
+    texts = ["a:b", "c", "a:c", ":x", "::", "b:a:c", "", "c:", "a", "b:z", "ab:"] * 3000
+
+    def expected(names: list[str]) -> tuple[list[int], list[str]]:
+        numbers: dict[str, int] = {}
+        ids = [
+            numbers.setdefault(t[: t.find(":")], len(numbers)) if ":" in t else -1 for t in names
+        ]
+        return ids, list(numbers)
+
+    for case in (texts, ["x"], [], ["q:"] * 5):
+        found = Names.join([case]).heads(":")
+        assert found is not None and (found[0].tolist(), found[1]) == expected(case)
+    assert Names.join([["\u00e9:x"]]).heads(":") is None and names.heads(":") is None
     adopted = Names()
     adopted.extend(Names.join([["a", "bc"]]))
     assert adopted == ["a", "bc"] and adopted._more == []

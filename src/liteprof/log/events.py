@@ -41,6 +41,36 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
 
 _BLOCK = 1 << 16
 """Names made into ``str`` objects at a time when iterating."""
+_HASH_STEP = 1 << 14
+"""Names hashed at a time: the temporaries stay a few MiB."""
+
+
+def _places(size: np.ndarray) -> np.ndarray:
+    """``0, 1, ..., size[0] - 1, 0, 1, ...``: each byte's place in its span."""
+    places: np.ndarray = np.arange(int(size.sum()), dtype=np.int64)
+    places -= np.repeat(np.cumsum(size) - size, size)
+    return places
+
+
+def _hash_spans(data: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each span ``data[start[i] : start[i] + size[i]]``, equal for equal
+    bytes: the length, plus each byte times a fixed random word for its place."""
+    longest = int(size.max()) if size.size else 0
+    weights = np.random.default_rng(0x6C70).integers(
+        1, 1 << 63, longest, dtype=np.uint64, endpoint=True
+    )
+    out = size.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for a in range(0, size.size, _HASH_STEP):
+        b = min(a + _HASH_STEP, size.size)
+        length = size[a:b]
+        place = _places(length)
+        terms = data[np.repeat(start[a:b], length) + place].astype(np.uint64)
+        terms *= weights[place]
+        full = np.flatnonzero(length > 0)
+        if full.size:
+            offsets = (np.cumsum(length) - length)[full]
+            out[a:b][full] += np.add.reduceat(terms, offsets)
+    return out
 
 
 class Names(Sequence[str]):
@@ -143,31 +173,64 @@ class Names(Sequence[str]):
         ends = self._bounds[index + 1]
         return list(map(self._text.__getitem__, map(slice, starts.tolist(), ends.tolist())))
 
+    def _ascii(self) -> np.ndarray | None:
+        """The packed text as bytes, if every name is packed and ASCII (a byte a char)."""
+        if self._more or not self._text.isascii():  # isascii: O(1) on a str
+            return None
+        return np.frombuffer(self._text.encode("ascii"), np.uint8)
+
     def hashes(self) -> np.ndarray | None:
         """A 64-bit hash of each name, equal for equal names, computed on the packed text
         without making a ``str`` per name; ``None`` unless every name is packed ASCII."""
-        if self._more or not self._text.isascii():  # isascii: O(1) on a str
+        data = self._ascii()
+        if data is None:
             return None
-        n, bounds = self._packed, self._bounds
-        data = np.frombuffer(self._text.encode("ascii"), np.uint8)
-        lengths = np.diff(bounds)
-        # Each byte times a fixed random word for its place in its name, summed per name.
-        weights = np.random.default_rng(0x6C70).integers(
-            1, 1 << 63, int(lengths.max()) if n else 0, dtype=np.uint64, endpoint=True
-        )
-        out = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        step = 1 << 14  # names at a time: the temporaries stay a few MiB
-        for a in range(0, n, step):
-            b = min(a + step, n)
-            lo, hi = int(bounds[a]), int(bounds[b])
-            starts = bounds[a:b] - lo
-            length = lengths[a:b]
-            place = np.arange(hi - lo, dtype=np.int64) - np.repeat(starts, length)
-            terms = data[lo:hi].astype(np.uint64) * weights[place]
-            full = length > 0
-            if full.any():
-                out[a:b][full] += np.add.reduceat(terms, starts[full])
-        return out
+        return _hash_spans(data, self._bounds[:-1], np.diff(self._bounds))
+
+    def heads(self, sep: str) -> tuple[np.ndarray, list[str]] | None:
+        """Per name, the number of its text before the first ``sep`` (-1 where it has
+        none), numbered in order of first appearance, and those texts; as ``str.find``
+        and a ``dict`` would give them, on the packed text. ``None`` unless every name is
+        packed ASCII and ``sep`` one ASCII character (or if two heads' hashes collide)."""
+        data = self._ascii()
+        if data is None or len(sep) != 1 or not sep.isascii():
+            return None
+        n, starts, ends = self._packed, self._bounds[:-1], self._bounds[1:]
+        marks = np.flatnonzero(data == ord(sep))
+        out = np.full(n, -1, np.int32 if n < 1 << 31 else np.int64)
+        if marks.size == 0:
+            return out, []
+        at = marks[np.minimum(np.searchsorted(marks, starts), marks.size - 1)]
+        rows = np.flatnonzero((at >= starts) & (at < ends))
+        del marks
+        head, length = starts[rows], at[rows] - starts[rows]
+        del at
+        key = _hash_spans(data, head, length)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        del key
+        inverse = inverse.reshape(-1)
+        # Equal hashes must be equal heads: checked byte by byte, else ``None``.
+        rep = first[inverse]
+        if not np.array_equal(length, length[rep]):
+            return None
+        for a in range(0, rows.size, _HASH_STEP):
+            b = min(a + _HASH_STEP, rows.size)
+            size = length[a:b]
+            place = _places(size)
+            mine = np.repeat(head[a:b], size) + place
+            theirs = np.repeat(head[rep[a:b]], size) + place
+            if not np.array_equal(data[mine], data[theirs]):
+                return None
+        del rep
+        order = np.argsort(first, kind="stable")  # classes in order of first appearance
+        number = np.empty(order.size, np.int64)
+        number[order] = np.arange(order.size)
+        out[rows] = number[inverse]
+        firsts = first[order]
+        texts = [
+            self._text[a : a + k] for a, k in zip(head[firsts].tolist(), length[firsts].tolist())
+        ]
+        return out, texts
 
     def __iter__(self) -> Iterator[str]:
         # Blocks of names chained in C: no generator step per name.
