@@ -39,6 +39,7 @@ import liteprof
 from liteprof.log import format as F
 
 assert liteprof.BACKEND == "c", f"backend is {liteprof.BACKEND!r}, not the C core"
+from liteprof.log import _cread, _ctext  # the reader's C loops: built too, or this fails
 d = tempfile.mkdtemp(prefix="liteprof-ci-")
 liteprof.enable(d)
 outer = liteprof.Scope("CI:Outer")
