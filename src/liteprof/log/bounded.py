@@ -19,6 +19,7 @@ Standard library only; nothing read is evaluated, every count is bounded by the 
 from __future__ import annotations
 
 import binascii
+import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
@@ -82,6 +83,7 @@ def parse_summary(raw: bytes) -> Summary | None:
     rec_size = F.RECORD_HEAD.size + 8 * words
     if binascii.crc32(raw[8:end]) != crc:
         return None
+    record_words = struct.Struct(f"<{words}Q")
     pos = head.size
     events, regions, first, last = F.SUMMARY_TOTALS.unpack_from(raw, pos)
     pos += F.SUMMARY_TOTALS.size
@@ -97,9 +99,7 @@ def parse_summary(raw: bytes) -> Summary | None:
     records: dict[int, tuple[int, ...]] = {}
     for _ in range(nrecords):
         ident, _r3 = F.RECORD_HEAD.unpack_from(raw, pos)
-        w = [
-            int.from_bytes(raw[pos + 8 + 8 * i : pos + 16 + 8 * i], "little") for i in range(words)
-        ]
+        w = record_words.unpack_from(raw, pos + 8)
         count, errors, tot_lo, tot_hi, self_lo, self_hi, low, high = w[: F.RECORD_WORDS]
         if count:
             records[ident] = (

@@ -902,12 +902,13 @@ class Tail:
             row = delta.setdefault(name, [0] * _SUM_COLS)
             for i, v in enumerate(vals):
                 row[i] -= v
-        for blk in covered + gone:
-            for names, sums in blk.sums:
-                for name, vals in zip(names.tolist(), sums.tolist()):
-                    row = delta.setdefault(name, [0] * _SUM_COLS)
-                    for i, v in enumerate(vals):
-                        row[i] -= v
+        chunks = [chunk for blk in covered + gone for chunk in blk.sums]
+        if chunks:
+            names, sums = _merge(chunks)
+            for name, vals in zip(names.tolist(), sums.tolist()):
+                row = delta.setdefault(name, [0] * _SUM_COLS)
+                for i, v in enumerate(vals):
+                    row[i] -= v
         if any(v < 0 for row in delta.values() for v in row):
             return
         f.taken, f.taken_walk, f.base, f.unmapped = summary, walk, new, unmapped
@@ -946,15 +947,20 @@ def _held(summary: bounded.Summary, blocks: dict[int, _Block]) -> list[_Block]:
         return []
     firsts = np.fromiter(blocks, np.int64, len(blocks))
     firsts.sort()
+    # Folds of a real file lie within it (a forged offset of 2**64 would not fit int64).
+    kept = [h for h in summary.history if max(h) < 1 << 62]
+    history = np.array(kept, np.int64).reshape(-1, 3)
+    # A block header at byte b has its first slot at (b - HEADER_SIZE) / 32 + 1; a fold
+    # holds the blocks of its region made before it (``bounded.folded``).
+    lo = -(-(history[:, 0] - F.HEADER_SIZE) // _SLOT) + 1
+    hi = -(-(history[:, 0] + history[:, 2] - F.HEADER_SIZE) // _SLOT) + 1
+    starts = np.searchsorted(firsts, lo).tolist()
+    ends = np.searchsorted(firsts, hi).tolist()
     found: dict[int, _Block] = {}
-    for offset, _limit, size in summary.history:
-        # A block header at byte b has its first slot at (b - HEADER_SIZE) / 32 + 1.
-        lo = -(-(offset - F.HEADER_SIZE) // _SLOT) + 1
-        hi = -(-(offset + size - F.HEADER_SIZE) // _SLOT) + 1
-        a, b = np.searchsorted(firsts, [lo, hi]).tolist()
+    for a, b, limit in zip(starts, ends, history[:, 1].tolist()):
         for first in firsts[a:b].tolist():
             blk = blocks[first]
-            if bounded.folded(summary, first, blk.seq):
+            if blk.seq < limit:
                 found[first] = blk
     return list(found.values())
 
