@@ -505,8 +505,9 @@ class Tail:
                 self._walk(f, nslots, batch)
         # A bounded log's newer summary, read after the walk (so that it holds every block
         # the walk saw recycled) and before the events: the blocks it holds are not read.
-        summary, summary_walk = self._newer_summary(f) if f.summaries else (None, f.walks)
-        held = {blk.first for blk in _held(summary, f.known)} if summary is not None else set()
+        summary, summary_walk, held = (
+            self._newer_summary(f) if f.summaries else (None, f.walks, set())
+        )
         raws: list[tuple[np.ndarray, _Block]] = []
         for blk in f.blocks:
             if budget <= 0:
@@ -823,9 +824,10 @@ class Tail:
 
     # -- bounded logs: what the summary adds --------------------------------------------
 
-    def _newer_summary(self, f: _File) -> tuple[bounded.Summary | None, int]:
+    def _newer_summary(self, f: _File) -> tuple[bounded.Summary | None, int, set[int]]:
         """The log's summary if it is newer than the one taken, with the walk count it
-        was read after; ``(None, ...)`` if there is none (or none can be told apart).
+        was read after and the first slots of the blocks its history holds; ``(None,
+        ...)`` if there is none (or none can be told apart).
 
         Which blocks a summary holds is known from its fold history (the newest folds)
         and from the blocks seen recycled before it was read. A block read from that
@@ -843,7 +845,7 @@ class Tail:
             )
             walk = f.walks
             if summary is None:
-                return None, walk
+                return None, walk, set()
             held = {blk.first for blk in _held(summary, f.known)}
             doubtful = [
                 blk
@@ -851,13 +853,13 @@ class Tail:
                 if blk.sums and blk.first not in held and f.slots(blk.first - 1, 1) != blk.head
             ]
             if not doubtful:
-                return summary, walk
+                return summary, walk, held
             f.walks += 1  # a summary read from now on holds them
             for blk in doubtful:
                 f.retired.append((blk, f.walks))
                 del f.known[blk.first]  # the next walk finds what stands there now
             f.blocks = [b for b in f.blocks if b.first in f.known and f.known[b.first] is b]
-        return None, f.walks
+        return None, f.walks, set()
 
     def _take_summary(
         self, f: _File, summary: bounded.Summary, walk: int, folds: list[Folds]
