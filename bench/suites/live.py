@@ -180,20 +180,12 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    t, b = results["tail"], results["tail_bounded"]
+    t = results["tail"]
     return [
         Target(
             "live_tail_per_event",
             "live: tail reader per new event / whole-file reader per event",
             t["tail_ns_per_event"] / t["reader_ns_per_event"],
-            "<=",
-            TAIL_LIMIT,
-        ),
-        Target(
-            "live_tail_bounded_per_event",
-            "live: tail reader of a bounded log (LITEPROF_MAX_MB=8) per new event / "
-            "whole-file reader per event",
-            b["tail_ns_per_event"] / b["reader_ns_per_event"],
             "<=",
             TAIL_LIMIT,
         ),
