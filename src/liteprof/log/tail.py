@@ -59,6 +59,7 @@ from .scan import (
     read_header,
     scan_blocks,
 )
+from .tailtext import TextLogs
 
 SLOT_DTYPE = np.dtype(F.NUMPY_DTYPE_SPEC)
 _SLOT = F.SLOT_SIZE
@@ -316,6 +317,7 @@ class Tail:
         self._pending: set[str] = set()  # files whose header is not written yet
         self._done: set[str] = set()  # files no longer followed
         self._host = socket.gethostname()
+        self._text = TextLogs()  # vLLM text logs found, followed in ``tailtext.py``
 
     # -- the directory ------------------------------------------------------------------
 
@@ -414,6 +416,7 @@ class Tail:
                 del self._files[path]
                 self._done.add(path)
                 batch.ended.append(f.proc.index)
+        self._text.poll(self, batch, parts, budget)
         if parts:
             batch.name = np.concatenate([p[0] for p in parts]).astype(np.int32)
             batch.dur = np.concatenate([p[1] for p in parts])
@@ -436,6 +439,7 @@ class Tail:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self._text.close()
 
     def _start(self, f: _File, single: bool) -> bool:
         """Read ``f``'s header once it is written; whether it is."""
@@ -443,13 +447,12 @@ class Tail:
         if head[: len(F.MAGIC)] != F.MAGIC:
             if header_never_written(head):
                 return False  # reserved, header not written yet (or never: a killed writer)
-            if single:
-                raise LogError(f"{f.path}: not a liteprof log")
+            # Not a liteprof log: a vLLM text log, as the whole-file reader takes it, or
+            # no log (which the text side tells, as that reader does).
             self._pending.discard(f.path)
-            self._done.add(f.path)
-            f.close()
             del self._files[f.path]
-            self.skipped += 1
+            self._text.adopt(self, f.path, f.fd, single)
+            f.fd = -1
             return False
         with os.fdopen(os.dup(f.fd), "rb", buffering=0) as fh:
             try:

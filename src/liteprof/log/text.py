@@ -124,16 +124,28 @@ def read_text(path: str, b: Builder) -> None:
         raise LogError(f"cannot read {path}: {exc.strerror}") from None
     for key, const in _TEXT_CONSTANTS:
         b.put(key, parsed.first_row, b.n, const)
-    if not parsed.opened_well and (
-        parsed.control_bytes > parsed.good_bytes or (parsed.records == 0 and parsed.clean_bad_lines)
-    ):
+    if not_a_text_log(parsed):
         raise LogError(f"{path}: not a liteprof log or a vLLM lite-profiler text log")
     b.text = True
     b.skipped += parsed.skipped
 
 
-def _parse(fh: Any, size: int, b: Builder) -> _Parsed:
-    out = _Parsed()
+def not_a_text_log(parsed: _Parsed) -> bool:
+    """Whether what was parsed so far is no text log (see ``read_text``): it did not open
+    with an event, and has more control characters than bytes of good lines, or no event
+    but lines that are not NUL damage. The live reader judges a file by the same rule."""
+    return not parsed.opened_well and (
+        parsed.control_bytes > parsed.good_bytes
+        or (parsed.records == 0 and parsed.clean_bad_lines > 0)
+    )
+
+
+def _parse(fh: Any, size: int, b: Builder, out: _Parsed | None = None) -> _Parsed:
+    """The lines of ``fh`` (``size`` bytes expected) into ``b``, counted in ``out``: a new
+    ``_Parsed``, or the one of earlier calls (the live reader's, which parses each poll's
+    new lines with the names and counts met so far)."""
+    if out is None:
+        out = _Parsed()
     first_row = out.first_row = b.n
     raw = bytearray(_CHUNK + _MAX_LINE + _PAD)  # bytearray: its count() finds bytes fast
     buf = np.frombuffer(raw, np.uint8)
