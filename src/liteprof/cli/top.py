@@ -237,7 +237,8 @@ def _table(
         cells = [Text(shorten(one_line(tail.names[r["name"]]), 60))]
         if not summed:
             p = tail.processes[r["proc"]]
-            label = f"{one_line(p.name)} {p.pid}" + ("" if p.state == "live" else f" ({p.state})")
+            label = one_line(p.name) + ("" if p.pid is None else f" {p.pid}")  # text logs: none
+            label += "" if p.state == "live" else f" ({p.state})"
             cells.append(Text(label))
         cells += [
             Text("-" if r["rate"] is None else f"{r['rate']:,.1f}"),

@@ -123,7 +123,8 @@ class _TextFile:
             self.pos += len(data)
             return b"", True
         self.pos += cut
-        return data[:cut], self.pos < size
+        # More only where the budget stopped the read, not at a line still being written.
+        return data[:cut], want < avail
 
     def parse(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """The events of whole lines ``data``: the builder's name ids and durations."""
