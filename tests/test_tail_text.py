@@ -105,6 +105,7 @@ def test_a_writer_appending_while_the_tail_polls_gives_the_whole_reads_figures(
     assert polls_with_events > 3  # it did read while the writer wrote
     expected, skipped = _reader_totals(path)
     assert _totals(tail.names, batches) == expected
+    assert all((b.self_ns == b.dur).all() and not b.error.any() for b in batches)
     assert skipped > 0 and tail.skipped == sum(b.skipped for b in batches) == skipped
     assert len(tail.processes) == 1 and tail.processes[0].state == "live"
     p = tail.processes[0]

@@ -185,12 +185,14 @@ class TextLogs:
             f.proc.skipped += skipped
             if ids.size:
                 f.proc.records += int(ids.size)
+                dur = dur.astype(np.int64)
                 parts.append(
                     (
                         names[ids],
-                        dur.astype(np.int64),
+                        dur,
                         np.zeros(ids.size, np.bool_),
                         np.full(ids.size, f.proc.index, np.int32),
+                        dur,  # self time: no nesting, the duration (as a whole read gives)
                     )
                 )
             if end is not None:
