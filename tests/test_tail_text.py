@@ -145,23 +145,30 @@ def test_truncation_and_rewrite_restart_from_the_start_as_new_processes(
     assert cut.ended == [0] and tail.processes[0].state == TRUNCATED and len(cut) == 0
     again = tail.poll()
     assert again.new_processes == [1] and _totals(tail.names, [again]) == {"Run2:b": (1, 5)}
+    # Cut and written again past what was read, before a poll saw it shorter.
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"Run2x:e|1\nRun2x:e|2\n")
+    assert tail.poll().ended == [1] and tail.processes[1].state == TRUNCATED
+    again = tail.poll()
+    assert again.new_processes == [2] and _totals(tail.names, [again]) == {"Run2x:e": (2, 3)}
     # vLLM's new run: the log deleted and written anew (another file at the path).
     os.remove(path)
     _append(path, b"Run3:c|7\nRun3:c|8\nRun3:tail|9")
     _append(path + ".x", b"")  # another inode for sure while the old one is held open
     replaced = tail.poll()
-    assert replaced.ended == [1] and tail.processes[1].state == TRUNCATED
+    assert replaced.ended == [2] and tail.processes[2].state == TRUNCATED
     fresh = tail.poll()
-    assert fresh.new_processes == [2] and _totals(tail.names, [fresh]) == {"Run3:c": (2, 15)}
+    assert fresh.new_processes == [3] and _totals(tail.names, [fresh]) == {"Run3:c": (2, 15)}
     # Removed: the last line without its end is read (nothing will finish it) and the
     # process marked removed; a file written there later is a new one.
     os.remove(path)
     gone = tail.poll()
-    assert gone.ended == [2] and tail.processes[2].state == REMOVED
+    assert gone.ended == [3] and tail.processes[3].state == REMOVED
     assert _totals(tail.names, [gone]) == {"Run3:tail": (1, 9)}
-    assert [p.records for p in tail.processes] == [2, 1, 3]
+    assert [p.records for p in tail.processes] == [2, 1, 2, 3]
     _append(path, b"Run4:d|1\n")
-    assert _totals(tail.names, [tail.poll()]) == {"Run4:d": (1, 1)} and len(tail.processes) == 4
+    assert _totals(tail.names, [tail.poll()]) == {"Run4:d": (1, 1)} and len(tail.processes) == 5
 
 
 @pytest.mark.usefixtures("backend")

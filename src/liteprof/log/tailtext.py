@@ -20,11 +20,14 @@ What its events carry: a name and a duration; no start, thread, nesting or error
 process is what the whole-file reader gives a text log: none known (no pid, name or
 host), so it is never found ended; it stays ``live`` until its file goes.
 
-A file cut below what was read (truncated) or replaced by another (vLLM deletes its log
-and writes a new one on each run) is marked ``truncated``, a file removed is marked
-``removed``, each after its last bytes were read (a last line without its end included:
-nothing will finish it); the path is then looked at afresh from the next poll, whose new
-file is read from its start as a new process. Their events stay counted.
+A file replaced by another (vLLM deletes its log and writes a new one on each run) is
+marked ``truncated`` and a file removed ``removed``, each after the last bytes of the old
+file were read through the open descriptor (a last line without its end included: nothing
+will finish it); a file cut in place is marked ``truncated`` when it is shorter than what
+was read, or when the byte before the next line is no longer the one read there (cut and
+written past that point again between two polls). The path is then looked at afresh from
+the next poll, whose file is read from its start as a new process. Their events stay
+counted.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class _TextFile:
         self.identity = (st.st_dev, st.st_ino)
         self.single = single
         self.pos = 0  # the first byte not parsed yet
+        self.last_byte = b""  # the byte before it, as read
         self.skipping = False  # inside a line too long to hold: dropped up to its end
         self.parsed = _Parsed()
         self.builder = Builder()  # rows of one poll at a time; its names only grow
@@ -77,20 +81,32 @@ class _TextFile:
                 pass
             self.fd = -1
 
-    def gone(self) -> str | None:
+    def gone(self) -> tuple[str | None, bool]:
         """``removed`` or ``truncated`` when the file at the path is not this one any
-        more, or is shorter than what was read; ``None`` while it is."""
+        more, or was cut below what was read; ``None`` while it is. And whether its
+        last bytes are still to read (not in a file cut in place: what it holds past
+        what was read is another run's)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return _REMOVED
+            return _REMOVED, True
         except OSError:
-            return None  # not readable for now: judged again at the next poll
+            return None, False  # not readable for now: judged again at the next poll
         if (st.st_dev, st.st_ino) != self.identity:
-            return _TRUNCATED
+            return _TRUNCATED, True
         if os.fstat(self.fd).st_size < self.pos:
-            return _TRUNCATED
-        return None
+            return _TRUNCATED, False
+        if self.pos and os.pread(self.fd, 1, self.pos - 1) != self.last_byte:
+            # Cut and written again past what was read before this poll: the byte before
+            # the next line is not the one read there.
+            return _TRUNCATED, False
+        return None, False
+
+    def _step(self, data: bytes, k: int) -> None:
+        """Past the first ``k`` bytes of ``data`` (read at ``pos``)."""
+        if k:
+            self.pos += k
+            self.last_byte = data[k - 1 : k]
 
     def read(self, budget: int, final: bool) -> tuple[bytes, bool]:
         """The whole lines appended since the last read (at most about ``budget`` bytes;
@@ -104,10 +120,10 @@ class _TextFile:
         if self.skipping:
             ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
             if not ends:
-                self.pos += len(data)
+                self._step(data, len(data))
                 return b"", False
             self.skipping = False
-            self.pos += min(ends) + 1
+            self._step(data, min(ends) + 1)
             data = data[min(ends) + 1 :]
         whole = final and self.pos + len(data) >= size
         cut = len(data) if whole else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
@@ -120,9 +136,9 @@ class _TextFile:
                 if self.parsed.opened_well is None:
                     self.parsed.opened_well = False
             self.skipping = True
-            self.pos += len(data)
+            self._step(data, len(data))
             return b"", True
-        self.pos += cut
+        self._step(data, cut)
         # More only where the budget stopped the read, not at a line still being written.
         return data[:cut], want < avail
 
@@ -164,11 +180,15 @@ class TextLogs:
         costs ``1 / SLOT_SIZE`` slots)."""
         left = budget * F.SLOT_SIZE
         for path, f in list(self._files.items()):
-            end = f.gone()
+            end, rest = f.gone()
             if end is None and left <= 0:
                 batch.more = True
                 continue
-            ids, dur = self._read(f, left, end is not None)
+            if end is None or rest:
+                ids, dur = self._read(f, left, end is not None)
+            else:
+                ids, dur = np.zeros(0, np.int64), np.zeros(0, np.int64)
+                f.more = False
             left -= f.last_read
             if f.more and end is None:
                 batch.more = True
