@@ -27,6 +27,7 @@ import math
 import mmap
 import os
 import stat
+import struct
 import sys
 import time
 from _socket import gethostname  # not ``socket``: its enums cost every recording process
@@ -54,7 +55,40 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXE
 
 _MAP_UNIT = max(mmap.ALLOCATIONGRANULARITY, mmap.PAGESIZE, F.SLOT_SIZE)
 _pack_head = F.BLOCK_HEAD.pack_into
-_pack_meta = F.META_STRUCT.pack_into
+# The fields of a head after its first word: a metadata head's id, length, reserved word and
+# extra; a block header's size and sequence number (its owner is stored on its own).
+_META_REST = struct.Struct("<IIIQ8x")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def store_meta_head(buf: Any, pos: int, kind: int, ident: int, length: int, extra: int) -> None:
+    """Store a metadata entry's head at ``pos`` of the mapping ``buf`` (an empty slot),
+    its kind word last.
+
+    A reader copying the slot meanwhile (``read`` on the file) sees either an empty slot
+    (kind 0: the end of the entries) or the whole head. ``struct.pack_into`` would not do:
+    it zero-fills the slot and then stores the fields front to back, so a copy between
+    the kind's store and the length's got a name of length 0, and the payload's bytes
+    parsed as the next head (a damaged entry, or a name redefined as empty).
+    """
+    buf[pos + 4 : pos + F.SLOT_SIZE] = _META_REST.pack(ident, length, 0, extra)
+    buf[pos : pos + 4] = _U32.pack(kind)
+
+
+def store_block_head(buf: Any, pos: int, owner: int, size: int, seq: int) -> None:
+    """Turn the padding header at ``pos`` of the mapping ``buf`` into the header of a
+    block carved there: its size and sequence number first, its owner last.
+
+    Every state a reader may copy meanwhile is a valid header: the old padding, padding
+    of the new size (followed by the padding header of the rest, stored before), or the
+    new block. ``struct.pack_into`` zero-fills the slot first: a copy then saw a header
+    of size 0 (damage, and the end of the walk) or no header at all.
+    """
+    # One aligned store per field (padding's sequence number is ignored, so it goes first).
+    buf[pos + 12 : pos + 20] = _U64.pack(seq)
+    buf[pos + 8 : pos + 12] = _U32.pack(size)
+    buf[pos + 4 : pos + 8] = _U32.pack(owner)
 _faults = _native.faults
 SMALL_MAX = 2048
 """Blocks up to this size are carved from a shared arena; larger ones are mapped alone."""
@@ -584,7 +618,7 @@ class LogWriter:
                 _pack_head(mm, pos + size, F.BLOCK_MAGIC, F.PAD_OWNER, rest, 0, 0)
             seq = self._seq
             self._seq = seq + 1
-            _pack_head(mm, pos, F.BLOCK_MAGIC, owner, size, seq & 0xFFFFFFFF, seq >> 32)
+            store_block_head(mm, pos, owner, size, seq)
             arena.pos = pos + size
             view = arena.base[pos : pos + size]
             arena.views.append(weak_ref(view))
@@ -773,7 +807,7 @@ class LogWriter:
         pos = self._meta_pos
         # Payload first, head last: a reader that sees the head sees the whole entry.
         m[pos + F.SLOT_SIZE : pos + F.SLOT_SIZE + len(payload)] = payload
-        F.META_STRUCT.pack_into(m, pos, kind, ident, len(payload), 0, extra)
+        store_meta_head(m, pos, kind, ident, len(payload), extra)
         self._meta_pos = pos + need
 
     def name_id(self, name: str) -> int:
@@ -821,7 +855,7 @@ class LogWriter:
                 m = meta.mm
                 # Payload first, head last, as in _write_meta.
                 m[pos + F.SLOT_SIZE : pos + F.SLOT_SIZE + n] = payload
-                _pack_meta(m, pos, F.META_THREAD, ident, n, 0, native_id & 0xFFFFFFFFFFFFFFFF)
+                store_meta_head(m, pos, F.META_THREAD, ident, n, native_id & 0xFFFFFFFFFFFFFFFF)
                 self._meta_pos = pos + need
             self._threads = ident + 1
         return ident
