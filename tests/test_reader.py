@@ -535,7 +535,7 @@ def test_a_metadata_head_is_never_seen_half_stored() -> None:
     from liteprof.log import scan
     from liteprof.log import writer as writer_mod
 
-    first, payload = name_entry(0, "name-0"), "name-123456".encode()
+    first, payload = name_entry(0, "name-0"), b"name-123456"
     block = first + bytes(8 * 32)
     buf = _Stores(block)
     pos = len(first)

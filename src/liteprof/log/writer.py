@@ -89,6 +89,8 @@ def store_block_head(buf: Any, pos: int, owner: int, size: int, seq: int) -> Non
     buf[pos + 12 : pos + 20] = _U64.pack(seq)
     buf[pos + 8 : pos + 12] = _U32.pack(size)
     buf[pos + 4 : pos + 8] = _U32.pack(owner)
+
+
 _faults = _native.faults
 SMALL_MAX = 2048
 """Blocks up to this size are carved from a shared arena; larger ones are mapped alone."""
