@@ -766,9 +766,9 @@ class Tail:
                 complete = i
             if newest < 0:
                 continue
-            # The newest entry's head may be a torn copy (the writer stores the head last,
-            # but its kind is the head's first field): it is taken only when a second read
-            # agrees, else at the next poll.
+            # The newest entry's head may be a torn copy: this writer stores its kind last,
+            # but older ones stored the kind first and the other fields after it. It is
+            # taken only when a second read agrees, else at the next poll.
             if f.slots(meta.cursor + newest, 1) != raw[newest * _SLOT : (newest + 1) * _SLOT]:
                 complete, past_end = newest, False
             upto = n if past_end else complete
