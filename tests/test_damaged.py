@@ -66,6 +66,20 @@ def real_log(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return _recorded[backend]
 
 
+@pytest.fixture
+def default_log(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The intact log of the default recorder, recorded once. For the tests that run the
+    reader as a command, a process per case: they check the command's outcome (one line,
+    exit status), which does not depend on the recorder that wrote the log; the
+    in-process tests read both recorders' logs."""
+    if "default" not in _recorded:
+        directory = os.fspath(tmp_path_factory.mktemp("real-default"))
+        run_python(RECORD, LITEPROF_LOG=directory)
+        (path,) = log_files(directory)
+        _recorded["default"] = path
+    return _recorded["default"]
+
+
 def _copy(src: str, dst_dir: Any, name: str = "damaged.lpf") -> str:
     dst = os.path.join(os.fspath(dst_dir), name)
     shutil.copyfile(src, dst)
@@ -122,8 +136,8 @@ def test_cut_at_every_kind_of_offset_in_process(real_log: str, tmp_path: Any) ->
         assert unusable <= report["skipped"] <= unusable + 2, (cut, report["skipped"])
 
 
-def test_cut_logs_through_the_command_line(real_log: str, tmp_path: Any) -> None:
-    layout = _layout(real_log)
+def test_cut_logs_through_the_command_line(default_log: str, tmp_path: Any) -> None:
+    layout = _layout(default_log)
     meta = next(e for e in layout.entries if e.kind == 1 and e.length > SLOT)
     second = next(b for b in layout.blocks[1:] if b.owner < 0xFFFFFFFE)
     cuts = {
@@ -142,7 +156,7 @@ def test_cut_logs_through_the_command_line(real_log: str, tmp_path: Any) -> None
     def run(item: tuple[str, int]) -> tuple[str, int, subprocess.CompletedProcess[str]]:
         label, cut = item
         path = os.path.join(os.fspath(tmp_path), f"cut-{cut}.lpf")
-        with open(real_log, "rb") as src, open(path, "wb") as dst:
+        with open(default_log, "rb") as src, open(path, "wb") as dst:
             dst.write(src.read(cut))
         return label, cut, run_reader(path)
 
@@ -195,9 +209,11 @@ def test_random_byte_flips_in_process(real_log: str, tmp_path: Any) -> None:
         _check_sane(report, len(data), data[:8] == b"LITEPROF")
 
 
-def test_garbage_and_flipped_files_through_the_command_line(real_log: str, tmp_path: Any) -> None:
+def test_garbage_and_flipped_files_through_the_command_line(
+    default_log: str, tmp_path: Any
+) -> None:
     rng = random.Random(3)
-    with open(real_log, "rb") as fh:
+    with open(default_log, "rb") as fh:
         original = fh.read()
     header_only = original[:HEADER]
     cases = {
@@ -365,11 +381,11 @@ FORGED = [
 ]
 
 
-def test_forged_lengths_counts_and_ids(real_log: str, tmp_path: Any) -> None:
-    layout = _layout(real_log)
+def test_forged_lengths_counts_and_ids(default_log: str, tmp_path: Any) -> None:
+    layout = _layout(default_log)
 
     def run(case: str) -> tuple[str, Any, subprocess.CompletedProcess[str], Report | None]:
-        path = _copy(real_log, tmp_path, case.replace(" ", "_").replace("*", "^") + ".lpf")
+        path = _copy(default_log, tmp_path, case.replace(" ", "_").replace("*", "^") + ".lpf")
         patches, check = _forge(layout, case)
         for offset, data in patches:
             _patch(path, offset, data)
@@ -395,7 +411,7 @@ def test_forged_lengths_counts_and_ids(real_log: str, tmp_path: Any) -> None:
             assert report is not None and report["processes"][0]["name"] == "?"
 
 
-def test_inputs_that_are_not_regular_files_never_hang(real_log: str, tmp_path: Any) -> None:
+def test_inputs_that_are_not_regular_files_never_hang(default_log: str, tmp_path: Any) -> None:
     fifo = os.path.join(os.fspath(tmp_path), "pipe.log")
     os.mkfifo(fifo)
     for path in ("/dev/zero", "/dev/urandom", fifo):
@@ -407,7 +423,7 @@ def test_inputs_that_are_not_regular_files_never_hang(real_log: str, tmp_path: A
     os.mkdir(directory)
     os.mkfifo(os.path.join(directory, "liteprof-1-0000000000000000.lpf"))
     os.symlink("/dev/zero", os.path.join(directory, "liteprof-2-0000000000000000.lpf"))
-    _copy(real_log, directory, "liteprof-3-0000000000000000.lpf")
+    _copy(default_log, directory, "liteprof-3-0000000000000000.lpf")
     report = check_reader_outcome(run_reader(directory, timeout=30))
     assert report is not None and report["records"] == EVENTS
 
