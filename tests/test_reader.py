@@ -505,6 +505,57 @@ def test_a_live_read_never_counts_events_whose_names_came_later(tmp_path: Any) -
     assert (final.records, final.skipped) == (total, 0)
 
 
+class _TornCopy:
+    """A log file whose reads of the slot at ``offset`` give ``torn`` the first time: a
+    copy that overtook the writer inside the slot (its flags set, its times not yet)."""
+
+    def __init__(self, fh: Any, offset: int, torn: bytes) -> None:
+        self._fh, self._offset, self._torn = fh, offset, torn
+
+    def readinto(self, view: Any) -> int:
+        pos = self._fh.tell()
+        got = int(self._fh.readinto(view))
+        at = self._offset - pos
+        if self._torn and 0 <= at and at + 32 <= got:
+            memoryview(view).cast("B")[at : at + 32] = self._torn
+            self._torn = b""
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> _TornCopy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+@pytest.mark.parametrize("empty_after", [0, 3])
+def test_a_live_read_reads_a_torn_last_slot_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, empty_after: int
+) -> None:
+    # Seen in a live read of the C core's log: an event (start 0, duration 0, child 0)
+    # whose name and flags were copied after the writer stored them, its times before.
+    # Counted as a real event at monotonic time 0; the whole-file reader now reads the
+    # last written slot of each chunk again, as the tail reader does.
+    f = _basic(Forge(), 4)
+    if empty_after:
+        f.thread(0, *(event(1000 + i, 5, 1) for i in range(2)), *([bytes(32)] * empty_after))
+    path = f.write(str(tmp_path / "liteprof-1-00000000000000aa.lpf"))
+    whole = read_logs([path])
+    with open(path, "rb") as fh:
+        data = fh.read()
+    last = max(i for i in range(4096, len(data), 32) if data[i + 28] == 1)
+    torn = bytes(24) + data[last + 24 : last + 32]
+    real_open = reader_mod._open
+    monkeypatch.setattr(reader_mod, "_open", lambda p: _TornCopy(real_open(p), last, torn))
+    ev = read_logs([path])
+    assert (ev.records, ev.skipped) == (whole.records, 0)
+    assert sorted(ev.start.tolist()) == sorted(whole.start.tolist())
+    assert sorted(ev.dur.tolist()) == sorted(whole.dur.tolist())
+
+
 class _Stores:
     """A stand-in for a writer's mapping that keeps each store it is given, in order: a
     reader copying the file (``read``) may fall between any two of them, never inside

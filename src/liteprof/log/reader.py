@@ -505,6 +505,7 @@ def _read_events(
             got = (fh.readinto(view) or 0) // F.SLOT_SIZE  # type: ignore[attr-defined]
             if got == 0:
                 break  # the file was truncated meanwhile: what was read stands
+            _settle_last_written(fh, buf[:got], first)
             b.n += _cut_chunk(buf[:got], b, cols, out, lane_index, anchor)
             first += got
         if check and not bounded.unchanged(fh, piece_first, owner, seq_of[piece_first]):
@@ -514,6 +515,43 @@ def _read_events(
         if b.n > piece_lo:
             out.pieces.append((piece_lo, b.n, owner))
     return out
+
+
+def _settle_last_written(fh: BinaryIO, v: np.ndarray, first: int) -> None:
+    """Read the last written slot of the chunk ``v`` (slots from ``first``) again until two
+    reads agree, as the live reader does (``tail.py``).
+
+    A copy of a log being written may overtake the writer inside a slot: its flags, which
+    the writer stores last, already set while an earlier field was copied before its
+    store (seen: an event with start, duration and child time 0). A thread writes its
+    block front to back, so that slot is the one before the first empty one, or the
+    chunk's last. In a file that nothing writes, the second read changes nothing.
+    """
+    count = v.shape[0]
+    flags = v["flags"]
+    if flags[count - 1] & F.KIND_MASK:
+        at = count - 1
+    else:
+        lo, hi = 0, count - 1  # slot ``hi`` is empty: find the first empty one
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if flags[mid] & F.KIND_MASK:
+                lo = mid + 1
+            else:
+                hi = mid
+        at = hi - 1
+        if at < 0:
+            return
+    offset = F.HEADER_SIZE + (first + at) * F.SLOT_SIZE
+    seen = v[at : at + 1].tobytes()
+    for _ in range(3):
+        fh.seek(offset)
+        again = fh.read(F.SLOT_SIZE)
+        if again == seen:
+            break
+        seen = again
+    if len(seen) == F.SLOT_SIZE:
+        v[at : at + 1] = np.frombuffer(seen, SLOT_DTYPE)
 
 
 def _cut_chunk(
