@@ -12,7 +12,8 @@ How a file is read, and why in this order:
    never by the file's size, so a file with a huge sparse tail costs nothing.
 2. The event slots are read block by block (a block is at most 1 MiB, so each one stays
    in the CPU's cache while its columns are cut from it) straight into the columns, with
-   the file's name ids as they are.
+   the file's name ids as they are; the last written slot of each piece is read again
+   (a copy may overtake the writer inside a slot).
 3. Then the metadata, walking again for metadata blocks added meanwhile: a log still
    being written defines a name before the first event that uses it, so every event
    read in step 2 has its name here (``scan.py``). The name ids are mapped to the
@@ -505,7 +506,7 @@ def _read_events(
             got = (fh.readinto(view) or 0) // F.SLOT_SIZE  # type: ignore[attr-defined]
             if got == 0:
                 break  # the file was truncated meanwhile: what was read stands
-            _settle_last_written(fh, buf[:got], first)
+            _settle_last_written(fh, view, got, first)
             b.n += _cut_chunk(buf[:got], b, cols, out, lane_index, anchor)
             first += got
         if check and not bounded.unchanged(fh, piece_first, owner, seq_of[piece_first]):
@@ -517,41 +518,41 @@ def _read_events(
     return out
 
 
-def _settle_last_written(fh: BinaryIO, v: np.ndarray, first: int) -> None:
-    """Read the last written slot of the chunk ``v`` (slots from ``first``) again until two
-    reads agree, as the live reader does (``tail.py``).
+def _settle_last_written(fh: BinaryIO, raw: memoryview, count: int, first: int) -> None:
+    """Read the last written slot of a chunk (``raw``, the bytes of ``count`` slots from
+    slot ``first``) again until two reads agree, as the live reader does (``tail.py``).
 
     A copy of a log being written may overtake the writer inside a slot: its flags, which
     the writer stores last, already set while an earlier field was copied before its
     store (seen: an event with start, duration and child time 0). A thread writes its
     block front to back, so that slot is the one before the first empty one, or the
-    chunk's last. In a file that nothing writes, the second read changes nothing.
+    chunk's last. In a file that nothing writes, the second read changes nothing. The
+    slots' kinds are looked at as bytes (a slot's kind is its byte 28): a few Python
+    steps per chunk, which a file of thousands of small blocks pays for each.
     """
-    count = v.shape[0]
-    flags = v["flags"]
-    if flags[count - 1] & F.KIND_MASK:
-        at = count - 1
-    else:
-        lo, hi = 0, count - 1  # slot ``hi`` is empty: find the first empty one
+    slot, kind = F.SLOT_SIZE, 28
+    at = count - 1
+    if not raw[at * slot + kind]:
+        lo, hi = 0, at  # slot ``hi`` is empty: find the first empty one
         while lo < hi:
             mid = (lo + hi) // 2
-            if flags[mid] & F.KIND_MASK:
+            if raw[mid * slot + kind]:
                 lo = mid + 1
             else:
                 hi = mid
         at = hi - 1
         if at < 0:
             return
-    offset = F.HEADER_SIZE + (first + at) * F.SLOT_SIZE
-    seen = v[at : at + 1].tobytes()
+    offset = at * slot
+    before = seen = raw[offset : offset + slot].tobytes()
     for _ in range(3):
-        fh.seek(offset)
-        again = fh.read(F.SLOT_SIZE)
+        fh.seek(F.HEADER_SIZE + (first + at) * slot)
+        again = fh.read(slot)
         if again == seen:
             break
         seen = again
-    if len(seen) == F.SLOT_SIZE:
-        v[at : at + 1] = np.frombuffer(seen, SLOT_DTYPE)
+    if seen != before and len(seen) == slot:
+        raw[offset : offset + slot] = seen
 
 
 def _cut_chunk(
