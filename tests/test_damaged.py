@@ -195,7 +195,7 @@ def test_random_byte_flips_in_process(real_log: str, tmp_path: Any) -> None:
         original = fh.read()
     path = os.path.join(os.fspath(tmp_path), "flipped.lpf")
     rng = random.Random(2)
-    for trial in range(400):
+    for trial in range(200):
         data = bytearray(original)
         for _ in range(rng.choice((1, 4, 32, 512))):
             i = rng.randrange(len(data))

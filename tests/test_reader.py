@@ -484,7 +484,7 @@ print(i, flush=True)
 def test_a_live_read_never_counts_events_whose_names_came_later(tmp_path: Any) -> None:
     directory = str(tmp_path / "live")
     script = tmp_path / "writer.py"
-    script.write_text(LIVE_WRITER.format(seconds=4))
+    script.write_text(LIVE_WRITER.format(seconds=2))
     env = dict(os.environ, LITEPROF_LOG=directory)
     with subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
